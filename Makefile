@@ -1,0 +1,67 @@
+# The two commands a fresh machine needs:  make book  and  make test.  Both set up .venv themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON_SYSTEM ?= python3
+VENV          ?= .venv
+PY            := $(VENV)/bin/python
+STAMP         := $(VENV)/.installed
+# Torch first, exactly: a bare `torch` requirement with nothing installed pulls a multi-GB CUDA build on a
+# CPU-only machine; on a machine with a GPU the same pin gets the CUDA build.
+TORCH_PIN     ?= torch==2.13.0
+JOBS          ?= 2
+BUILD_TEST    := _build/test
+# Book builds: execution errors must fail the build (-W), nitpicky references (-n), report all (--keep-going).
+JB_FLAGS      := -W -n --keep-going
+
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+# Offscreen MuJoCo rendering on a machine without a display or GPU.
+export MUJOCO_GL ?= osmesa
+export PYOPENGL_PLATFORM ?= osmesa
+
+.PHONY: help setup book test lint notebooks-clean unit nbval book-smoke browser serve bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv and install the package with its book and test extras (idempotent)
+
+$(STAMP): pyproject.toml environment.yml tools/pins.py
+	@test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) tools/pins.py environment.yml > $(VENV)/constraints.txt
+	$(PY) -m pip install --quiet "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[book,test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meta-rl-lessons)"
+	@touch $@
+
+book: $(STAMP)  ## execute every chapter at the `book` budget (cached) and build the HTML into _build/html
+	$(PY) tools/book_cache.py _build
+	META_RL_BUDGET=$${META_RL_BUDGET:-book} $(VENV)/bin/jupyter-book build . $(JB_FLAGS)
+	@echo "Built: _build/html/index.html"
+
+serve: book  ## serve the built book on http://127.0.0.1:8000
+	$(PY) -m http.server --directory _build/html --bind 127.0.0.1 8000
+
+lint: $(STAMP)  ## ruff on the package, tests, tools, bench and notebooks
+	$(VENV)/bin/ruff check meta_rl_lessons tests tools bench chapters
+
+notebooks-clean: $(STAMP)  ## fail if a committed notebook carries outputs
+	$(PY) tools/check_notebooks.py chapters
+
+book-smoke: $(STAMP)  ## build the book at the smoke budget into _build/test (what make test checks)
+	$(PY) tools/book_cache.py $(BUILD_TEST)/_build
+	META_RL_BUDGET=smoke $(VENV)/bin/jupyter-book build . --path-output $(BUILD_TEST) $(JB_FLAGS)
+
+test: lint notebooks-clean book-smoke  ## ruff, no-outputs check, smoke book build, then one pytest run: unit tests, nbval, browser check
+	META_RL_BUDGET=smoke META_RL_SITE=$(BUILD_TEST)/_build/html $(VENV)/bin/pytest -n $(JOBS) --dist loadscope \
+		tests chapters --nbval-lax --nbval-current-env
+
+bench: $(STAMP)  ## run every benchmark script in bench/ (prints figures; slow)
+	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f; done
+
+clean:  ## remove build outputs and caches (keeps .venv)
+	rm -rf _build .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

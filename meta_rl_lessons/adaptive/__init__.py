@@ -1,0 +1,1 @@
+"""Adaptive DRL: meta-optimizers over architecture and hyperparameters. Built in its chapter's issue."""

@@ -1,0 +1,1 @@
+"""MAML: supervised (sinusoid regression) and for RL. Built in the MAML chapter's issue."""
