@@ -196,7 +196,7 @@ class _FunctionalNet(nn.Module):
         return stack_params(params_list)
 
     def expand_params(self, num_tasks: int, params: Params | None = None) -> dict[str, Tensor]:
-        """This module's parameters (or ``params``) repeated for ``num_tasks`` tasks (:func:`expand_params`)."""
+        """Own parameters (or ``params``) repeated for ``num_tasks`` tasks (see :func:`expand_params`)."""
         return expand_params(dict(self.named_parameters()) if params is None else params, num_tasks)
 
 
