@@ -1,0 +1,292 @@
+"""Returns, advantages and the linear feature baseline, over padded time-major batches.
+
+All functions take tensors shaped ``[T, *B]`` (``T`` time steps, any batch dimensions ``B``) as stored in an
+:class:`~meta_rl_lessons.rl.batch.EpisodeBatch`, and handle the three ways a column can stop:
+
+* **termination** (``terminated[t]``): the MDP reached a terminal state; the value after it is zero;
+* **truncation** (``truncated[t]``): a time limit cut the episode; the state after it still has value, so
+  we *bootstrap* from :math:`V(s'_t)`, the value of the true final observation ``next_observations[t]``;
+* **end of the rollout** (``t = T - 1`` without either flag): the column was cut by the sampler, which is a
+  truncation as far as the return is concerned, so we bootstrap there too.
+
+After a boundary a new episode may start in the same column (fixed-length rollouts); the recursions below
+never carry anything across a boundary. Padding steps (``mask == 0``) get zero returns and advantages.
+
+Equations (labels as in chapter 1):
+
+* discounted return :math:`G_t = \\sum_{k\\ge 0} \\gamma^k r_{t+k}` (eq. return), computed backwards as
+  :math:`G_t = r_t + \\gamma G_{t+1}`;
+* TD error :math:`\\delta_t = r_t + \\gamma (1 - \\mathrm{term}_t) V(s'_t) - V(s_t)` (eq. td-error);
+* GAE :math:`\\hat A_t = \\sum_{l\\ge 0} (\\gamma\\lambda)^l \\delta_{t+l}` (eq. gae), computed backwards as
+  :math:`\\hat A_t = \\delta_t + \\gamma\\lambda (1 - \\mathrm{done}_t) \\hat A_{t+1}`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from meta_rl_lessons.rl.batch import EpisodeBatch
+
+__all__ = [
+    "LinearFeatureBaseline",
+    "discounted_returns",
+    "episode_time_steps",
+    "fit_linear_baseline",
+    "gae",
+    "gae_from_batch",
+    "linear_baseline_features",
+    "normalize_advantages",
+]
+
+
+def _check_gamma_lam(gamma: float, lam: float | None = None) -> None:
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"discount gamma must lie in [0, 1], got {gamma}")
+    if lam is not None and not 0.0 <= lam <= 1.0:
+        raise ValueError(f"GAE lambda must lie in [0, 1], got {lam}")
+
+
+def _flags(
+    terminated: Tensor, truncated: Tensor, mask: Tensor | None, dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(end, boot, mask)``: where a column's return stops (a boundary or the last row), where it
+    bootstraps (an end that is not a termination), and the float mask."""
+    end = terminated | truncated
+    end = end.clone()
+    end[-1] = True  # the rollout is cut after its last row
+    boot = end & ~terminated
+    m = torch.ones_like(terminated, dtype=dtype) if mask is None else mask.to(dtype)
+    return end, boot, m
+
+
+def discounted_returns(
+    rewards: Tensor,
+    gamma: float,
+    terminated: Tensor | None = None,
+    truncated: Tensor | None = None,
+    mask: Tensor | None = None,
+    next_values: Tensor | None = None,
+) -> Tensor:
+    """Discounted reward-to-go :math:`G_t = r_t + \\gamma G_{t+1}` (eq. return), restarted at episode ends.
+
+    Args:
+        rewards: ``[T, *B]``.
+        gamma: discount factor in ``[0, 1]``.
+        terminated, truncated: ``[T, *B]`` bool episode-boundary flags (``None``: no boundaries inside).
+        mask: ``[T, *B]`` float, 1 for real steps (``None``: all real).
+        next_values: ``[T, *B]`` values :math:`V(s'_t)` of ``next_observations``. Where an episode is
+            truncated (or the rollout ends) :math:`G_t` bootstraps with :math:`\\gamma V(s'_t)`; ``None``
+            means no bootstrap (Monte-Carlo returns of the observed rewards only).
+
+    Returns:
+        ``[T, *B]`` returns, zero on padding.
+    """
+    _check_gamma_lam(gamma)
+    no = torch.zeros_like(rewards, dtype=torch.bool)
+    end, boot, m = _flags(no if terminated is None else terminated, no if truncated is None else truncated,
+                          mask, rewards.dtype)
+    tail = torch.zeros_like(rewards) if next_values is None else next_values * boot
+    out = torch.empty_like(rewards)
+    g = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        g = m[t] * (rewards[t] + gamma * torch.where(end[t], tail[t], g))
+        out[t] = g
+    return out
+
+
+def gae(
+    rewards: Tensor,
+    values: Tensor,
+    next_values: Tensor,
+    terminated: Tensor,
+    truncated: Tensor,
+    gamma: float,
+    lam: float,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Generalized advantage estimation (eq. gae) with termination/truncation handled.
+
+    Args:
+        rewards: ``[T, *B]``.
+        values: ``[T, *B]`` :math:`V(s_t)` of ``observations``.
+        next_values: ``[T, *B]`` :math:`V(s'_t)` of ``next_observations`` (the true final observation at
+            episode ends, so a truncated episode bootstraps from the right state).
+        terminated, truncated: ``[T, *B]`` bool.
+        gamma: discount in ``[0, 1]``; lam: :math:`\\lambda \\in [0, 1]` (0: TD error, 1: Monte-Carlo).
+        mask: ``[T, *B]`` float (``None``: all real).
+
+    Returns:
+        ``(advantages, returns)``, both ``[T, *B]`` and zero on padding; ``returns = advantages + values``
+        are the :math:`\\lambda`-returns used as value targets.
+    """
+    _check_gamma_lam(gamma, lam)
+    end, _, m = _flags(terminated, truncated, mask, rewards.dtype)
+    # (eq. td-error): zero value after a termination, V(s'_t) otherwise (including truncation).
+    deltas = rewards + gamma * next_values * (~terminated) - values
+    carry = (~end).to(rewards.dtype) * (gamma * lam)  # coefficient of A_{t+1} in A_t: cut at every boundary
+    adv = torch.empty_like(rewards)
+    a = torch.zeros_like(rewards[0])
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        a = m[t] * (deltas[t] + carry[t] * a)  # (eq. gae), backwards
+        adv[t] = a
+    return adv, (adv + values) * m
+
+
+def gae_from_batch(
+    batch: EpisodeBatch, values: Tensor, next_values: Tensor, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
+    """:func:`gae` on an :class:`EpisodeBatch`; ``values``/``next_values`` are ``[T, *B]``."""
+    return gae(batch.rewards, values, next_values, batch.terminated, batch.truncated, gamma, lam, batch.mask)
+
+
+def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """Shift and scale advantages to mean 0 and standard deviation 1 over the *real* steps.
+
+    Args:
+        advantages: ``[T, *B]`` (or any shape).
+        mask: same shape, 1 for real steps; padding stays 0 in the output and is excluded from the
+            statistics (an unmasked mean would be pulled towards zero by padding).
+    """
+    if mask is None:
+        mask = torch.ones_like(advantages)
+    n = mask.sum()
+    if n < 2:
+        raise ValueError(f"normalize_advantages needs at least 2 real steps, got {int(n.item())}")
+    mean = (advantages * mask).sum() / n
+    var = (((advantages - mean) * mask) ** 2).sum() / (n - 1)
+    return (advantages - mean) / (var.sqrt() + eps) * mask
+
+
+# --------------------------------------------------------------------------- linear feature baseline
+def episode_time_steps(terminated: Tensor, truncated: Tensor) -> Tensor:
+    """Time since the start of the current episode, ``[T, *B]`` float (0 at row 0 and after every end)."""
+    ends = (terminated | truncated).to(torch.long)
+    T = ends.shape[0]
+    idx = torch.arange(T, device=ends.device).view(T, *([1] * (ends.dim() - 1))).expand_as(ends)
+    # index of the most recent episode start at or before t: (last end before t) + 1
+    starts = torch.where(ends.bool(), idx + 1, torch.zeros_like(idx))
+    starts = torch.cat([torch.zeros_like(starts[:1]), starts[:-1]], dim=0).cummax(dim=0).values
+    return (idx - starts).to(torch.get_default_dtype())
+
+
+def linear_baseline_features(observations: Tensor, time_steps: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Features of the linear baseline of Duan et al. (2016) (eq. linear-baseline).
+
+    :math:`\\phi(s, t) = [s, s^2, t/100, (t/100)^2, (t/100)^3, 1]` with :math:`s` clipped to
+    ``[-10, 10]`` (as in rllab), zero on padding.
+
+    Args:
+        observations: ``[T, *B, obs_dim]``; time_steps: ``[T, *B]``; mask: ``[T, *B]``.
+
+    Returns:
+        ``[T, *B, 2 * obs_dim + 4]``.
+    """
+    o = observations.clamp(-10.0, 10.0)
+    t = (time_steps / 100.0).unsqueeze(-1).to(o.dtype)
+    feats = torch.cat([o, o * o, t, t * t, t * t * t, torch.ones_like(t)], dim=-1)
+    return feats if mask is None else feats * mask.unsqueeze(-1).to(o.dtype)
+
+
+def fit_linear_baseline(
+    features: Tensor, targets: Tensor, reg_coeff: float = 1e-5, max_tries: int = 5
+) -> Tensor:
+    """Ridge-regularised least squares :math:`w = (X^\\top X + c I)^{-1} X^\\top y`, batched.
+
+    Solved in float64 by Cholesky; where the factorisation fails or gives non-finite weights (an
+    ill-conditioned :math:`X^\\top X`), the regularisation :math:`c` is multiplied by 10 and that problem
+    solved again, up to ``max_tries`` times (rllab's rule), independently for every problem in the batch.
+
+    Args:
+        features: ``[*K, M, F]`` (``*K`` independent problems, e.g. one per task; padding rows all zero).
+        targets: ``[*K, M]`` (zero on padding).
+
+    Returns:
+        weights ``[*K, F]`` in the dtype of ``features``.
+    """
+    if reg_coeff <= 0:
+        raise ValueError(f"reg_coeff must be positive, got {reg_coeff}")
+    X = features.to(torch.float64)
+    y = targets.to(torch.float64)
+    F = X.shape[-1]
+    xtx = X.transpose(-1, -2) @ X
+    xty = (X.transpose(-1, -2) @ y.unsqueeze(-1)).squeeze(-1)
+    eye = torch.eye(F, dtype=torch.float64, device=X.device)
+    reg = torch.full(xtx.shape[:-2], float(reg_coeff), dtype=torch.float64, device=X.device)
+    weights = torch.zeros_like(xty)
+    todo = torch.ones_like(reg, dtype=torch.bool)
+    for _ in range(max_tries):
+        chol, info = torch.linalg.cholesky_ex(xtx + reg[..., None, None] * eye)
+        w = torch.cholesky_solve(xty.unsqueeze(-1), chol).squeeze(-1)
+        ok = (info == 0) & torch.isfinite(w).all(dim=-1)
+        weights = torch.where((todo & ok).unsqueeze(-1), w, weights)
+        todo = todo & ~ok
+        if not bool(todo.any()):
+            break
+        reg = torch.where(todo, reg * 10.0, reg)
+    if bool(todo.any()):
+        raise FloatingPointError(
+            f"linear baseline: least squares stayed ill-conditioned after {max_tries} tries (final "
+            f"regularisation up to {float(reg.max()):.1e}); check the observations for NaN/inf"
+        )
+    return weights.to(features.dtype)
+
+
+class LinearFeatureBaseline:
+    """The linear feature baseline of Duan et al. (2016), fitted on Monte-Carlo returns (eq. linear-baseline).
+
+    ``fit(batch, returns)`` regresses returns on :func:`linear_baseline_features`; ``per_task=True`` fits
+    one independent baseline per leading batch dimension (``B = (num_tasks, num_episodes)``, as MAML needs),
+    all in one batched solve. ``predict(batch)`` returns :math:`V(s_t)` ``[T, *B]`` and
+    ``predict_next(batch)`` returns :math:`V(s'_t)` (features of ``next_observations`` at time ``t + 1``).
+
+    Args:
+        reg_coeff: initial ridge coefficient :math:`c` (multiplied by 10 on ill-conditioning).
+        per_task: fit one baseline per entry of the first batch dimension.
+    """
+
+    def __init__(self, reg_coeff: float = 1e-5, per_task: bool = False) -> None:
+        if reg_coeff <= 0:
+            raise ValueError(f"reg_coeff must be positive, got {reg_coeff}")
+        self.reg_coeff = reg_coeff
+        self.per_task = per_task
+        self.weights: Tensor | None = None
+
+    def _rows(self, feats: Tensor) -> Tensor:
+        """``[T, *B, F]`` -> ``[M, F]`` (one problem) or ``[K, M, F]`` (per task, ``B = (K, ...)``)."""
+        if not self.per_task:
+            return feats.reshape(-1, feats.shape[-1])
+        if feats.dim() < 4:
+            raise ValueError(
+                f"per_task=True needs batch dimensions (num_tasks, num_episodes), got features of shape "
+                f"{tuple(feats.shape)} ([T, *B, F])"
+            )
+        return feats.movedim(1, 0).reshape(feats.shape[1], -1, feats.shape[-1])
+
+    def _features(self, batch: EpisodeBatch, next_obs: bool = False) -> Tensor:
+        t = episode_time_steps(batch.terminated, batch.truncated)
+        obs = batch.next_observations if next_obs else batch.observations
+        return linear_baseline_features(obs, t + 1 if next_obs else t, batch.mask)
+
+    def fit(self, batch: EpisodeBatch, returns: Tensor) -> LinearFeatureBaseline:
+        """Fit to ``returns`` ``[T, *B]`` (usually :func:`discounted_returns` of the batch)."""
+        X = self._rows(self._features(batch))
+        y = (returns * batch.mask).movedim(1, 0) if self.per_task else returns * batch.mask
+        self.weights = fit_linear_baseline(X, y.reshape(X.shape[:-1]), self.reg_coeff)
+        return self
+
+    def _predict(self, feats: Tensor) -> Tensor:
+        if self.weights is None:
+            raise RuntimeError("LinearFeatureBaseline.predict() called before fit()")
+        if self.per_task:  # weights [K, F]; feats [T, K, ..., F]
+            w = self.weights.view(1, self.weights.shape[0], *([1] * (feats.dim() - 3)), -1)
+            return (feats * w).sum(-1)
+        return feats @ self.weights
+
+    def predict(self, batch: EpisodeBatch) -> Tensor:
+        """:math:`V(s_t)`, ``[T, *B]`` (zero on padding)."""
+        return self._predict(self._features(batch))
+
+    def predict_next(self, batch: EpisodeBatch) -> Tensor:
+        """:math:`V(s'_t)` of ``next_observations`` at time ``t + 1``, ``[T, *B]`` (zero on padding)."""
+        return self._predict(self._features(batch, next_obs=True))
