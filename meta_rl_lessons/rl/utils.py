@@ -1,0 +1,187 @@
+"""Trainer utilities: seeding, device selection, progress bars, CSV logs, running normalisation, checks."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "CSVLogger",
+    "RunningMeanStd",
+    "check_finite",
+    "check_positive",
+    "progress",
+    "resolve_device",
+    "set_seed",
+]
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device).
+
+    Environments are seeded separately, through ``env.reset(seed=...)`` (the samplers do that).
+    """
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - legacy global generator, seeded for third-party code
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; ``"cpu"``; ``"cuda"``/``"cuda:N"`` (checked to exist).
+
+    Raises:
+        RuntimeError: CUDA was asked for but torch sees no CUDA device (a CPU-only torch build, or no GPU).
+        ValueError: an unknown device string.
+    """
+    if isinstance(device, torch.device):
+        name = str(device)
+    else:
+        name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                f"device={device!r} was requested but CUDA is not available (torch {torch.__version__}, "
+                f"built with CUDA {torch.version.cuda}); use device='cpu' or 'auto'"
+            )
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"device={device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA device(s)"
+            )
+        return dev
+    raise ValueError(f"unknown device {device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite number > 0 (>= 0 with allow_zero)."""
+    ok = isinstance(value, (int, float)) and math.isfinite(value)
+    ok = ok and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def check_finite(name: str, value: Tensor) -> Tensor:
+    """Raise ``FloatingPointError`` if ``value`` holds NaN or inf (e.g. a diverged loss), else return it."""
+    if not bool(torch.isfinite(value).all()):
+        bad = value.detach().flatten()
+        raise FloatingPointError(
+            f"{name} is not finite ({bad[~torch.isfinite(bad)][:3].tolist()} among {bad.numel()} values); "
+            "the optimisation diverged: lower the learning rate, check rewards/observations for NaN/inf"
+        )
+    return value
+
+
+def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
+             enabled: bool = True, **kwargs: Any):
+    """A ``tqdm`` progress bar (``tqdm.auto``: a widget in Jupyter, text in a terminal), or a silent one.
+
+    ``enabled=False`` (or the environment variable ``META_RL_PROGRESS=0``) disables it, e.g. in tests.
+    """
+    from tqdm.auto import tqdm
+
+    disable = (not enabled) or os.environ.get("META_RL_PROGRESS", "1") == "0"
+    return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+class CSVLogger:
+    """Append one row of metrics per iteration to a CSV file (header from the first row's keys).
+
+    ``CSVLogger(None)`` keeps the rows in memory only. ``rows`` always holds everything logged, so a
+    notebook can plot without reading the file back. New keys after the first row are an error (a CSV has
+    one header); log ``float('nan')`` for a metric that is sometimes missing.
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = None if path is None else Path(path)
+        self.rows: list[dict[str, float]] = []
+        self._fields: list[str] | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                self.path.unlink()
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        clean = {k: (float(v) if isinstance(v, (int, float, np.floating, np.integer)) else
+                     float(v.item()) if isinstance(v, Tensor) else v) for k, v in row.items()}
+        if self._fields is None:
+            self._fields = list(clean)
+        elif set(clean) - set(self._fields):
+            raise KeyError(
+                f"CSVLogger: new metric(s) {sorted(set(clean) - set(self._fields))} after the header "
+                f"{self._fields} was written"
+            )
+        self.rows.append(clean)
+        if self.path is not None:
+            new = not self.path.exists()
+            with self.path.open("a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=self._fields, restval="nan")
+                if new:
+                    writer.writeheader()
+                writer.writerow(clean)
+
+    def column(self, key: str) -> np.ndarray:
+        """All logged values of one metric, as a float array."""
+        return np.array([r.get(key, np.nan) for r in self.rows], dtype=float)
+
+
+class RunningMeanStd:
+    """Running mean and variance of a stream of vectors (Chan et al.'s parallel update), in float64.
+
+    Used for observation normalisation :math:`\\tilde s = \\mathrm{clip}((s - \\mu) / \\sqrt{\\sigma^2 +
+    \\epsilon}, -c, c)`. ``state_dict``/``load_state_dict`` save and restore the statistics with a policy
+    checkpoint (a policy trained on normalised observations is useless without them). ``training=False``
+    freezes the statistics (evaluation).
+
+    Args:
+        shape: shape of one vector.
+        clip: the clipping bound :math:`c` applied after normalising.
+        epsilon: added to the variance.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = (), clip: float = 10.0, epsilon: float = 1e-8) -> None:
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = 1e-4  # as in OpenAI baselines / SB3: avoids dividing by zero before the first update
+        self.clip, self.epsilon, self.training = clip, epsilon, True
+
+    def update(self, x: np.ndarray) -> None:
+        """Fold a batch ``x [N, *shape]`` into the statistics."""
+        x = np.asarray(x, dtype=np.float64)
+        b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        """``clip((x - mean) / sqrt(var + eps), -clip, clip)`` as float32."""
+        out = (np.asarray(x, dtype=np.float64) - self.mean) / np.sqrt(self.var + self.epsilon)
+        return np.clip(out, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count, "clip": self.clip,
+                "epsilon": self.epsilon}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.mean = np.array(state["mean"], dtype=np.float64)
+        self.var = np.array(state["var"], dtype=np.float64)
+        self.count = float(state["count"])
+        self.clip, self.epsilon = float(state["clip"]), float(state["epsilon"])
