@@ -88,7 +88,7 @@ class VectorSampler:
         policy: ``policy(obs [N, obs_dim]) -> Distribution`` (see :mod:`~meta_rl_lessons.rl.policies`).
         seed: seed for the first reset (sub-environment ``i`` gets ``seed + i``); ``None``: unseeded.
         obs_normalizer: if given, observations are normalised with it before the policy sees them, and the
-            *normalised* observations are stored; its statistics are updated while ``obs_normalizer.training``.
+            *normalised* observations are stored; its statistics are updated while its ``training`` is set.
     """
 
     def __init__(
@@ -297,6 +297,6 @@ class VectorSampler:
         log_probs = torch.stack(LP)
         lp = log_probs.new_zeros((T, num_episodes))
         lp[idx_t] = log_probs[keep_t]
-        return self._to_batch(scatter(np.stack(O)), act, scatter(np.stack(R), np.float32), scatter(np.stack(NO)),
-                              scatter(np.stack(TE)), scatter(np.stack(TR)), mask, lp)
+        return self._to_batch(scatter(np.stack(O)), act, scatter(np.stack(R), np.float32),
+                              scatter(np.stack(NO)), scatter(np.stack(TE)), scatter(np.stack(TR)), mask, lp)
 
