@@ -1,1 +1,117 @@
-"""Meta-RL task families on gymnasium and MuJoCo, with batched pure-torch versions of the cheap ones."""
+"""Meta-RL task families on gymnasium and MuJoCo, with batched pure-torch versions of the cheap ones.
+
+Importing this module registers every family with gymnasium as ``MetaRL/<Name>-v0``::
+
+    import gymnasium as gym
+    import meta_rl_lessons.envs as envs
+
+    family = envs.make_family("HalfCheetahVel")            # or envs.HalfCheetahVelFamily()
+    tasks = family.sample_tasks(40, rng=0, split="train")  # list[VelocityTask]
+    env = gym.make("MetaRL/HalfCheetahVel-v0")
+    env.unwrapped.set_task(tasks[0])
+
+=====================  ==========================  ====================================================
+family                 task                        environments
+=====================  ==========================  ====================================================
+``BernoulliBandit``    :class:`BanditTask`         gymnasium, batched torch
+``TabularMDP``         :class:`MDPTask`            gymnasium, batched torch
+``Navigation2D``       :class:`NavigationTask`     gymnasium, batched torch
+``HalfCheetahVel``     :class:`VelocityTask`       gymnasium (MuJoCo v5), batched MuJoCo
+``HalfCheetahDir``     :class:`DirectionTask`      gymnasium (MuJoCo v5), batched MuJoCo
+``AntVel``             :class:`VelocityTask`       gymnasium (MuJoCo v5), batched MuJoCo
+``AntDir``             :class:`DirectionTask`      gymnasium (MuJoCo v5), batched MuJoCo
+``AntGoal``            :class:`GoalTask`           gymnasium (MuJoCo v5), batched MuJoCo
+=====================  ==========================  ====================================================
+
+:class:`MetaBatchSampler` collects whole episodes for many tasks at once into one ``EpisodeBatch`` with
+``B = (num_tasks, num_episodes)``; :class:`RL2Wrapper` / :class:`RL2BatchedEnv` build RL² trials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from .bandit import BanditTask, BatchedBernoulliBandit, BernoulliBanditEnv, BernoulliBanditFamily
+from .base import MetaEnvMixin, TaskFamily, as_generator
+from .batched import BatchedEnv
+from .locomotion import (
+    AntDirEnv,
+    AntDirFamily,
+    AntGoalEnv,
+    AntGoalFamily,
+    AntVelEnv,
+    AntVelFamily,
+    DirectionTask,
+    GoalTask,
+    HalfCheetahDirEnv,
+    HalfCheetahDirFamily,
+    HalfCheetahVelEnv,
+    HalfCheetahVelFamily,
+    VelocityTask,
+)
+from .mujoco_batched import BatchedMujocoEnv
+from .navigation import BatchedNavigation2D, Navigation2DEnv, Navigation2DFamily, NavigationTask
+from .rl2 import RL2BatchedEnv, RL2Wrapper
+from .sampler import MetaBatchSampler, sample_episodes
+from .tabular_mdp import (
+    BatchedTabularMDP,
+    MDPTask,
+    TabularMDPEnv,
+    TabularMDPFamily,
+    optimal_value,
+    random_policy_value,
+)
+
+#: Family classes by name (the ``<Name>`` of ``MetaRL/<Name>-v0``).
+FAMILIES: dict[str, type[TaskFamily]] = {
+    cls.name: cls
+    for cls in (BernoulliBanditFamily, TabularMDPFamily, Navigation2DFamily, HalfCheetahVelFamily,
+                HalfCheetahDirFamily, AntVelFamily, AntDirFamily, AntGoalFamily)
+}
+
+_ENTRY_POINTS = {
+    "BernoulliBandit": "meta_rl_lessons.envs.bandit:BernoulliBanditEnv",
+    "TabularMDP": "meta_rl_lessons.envs.tabular_mdp:TabularMDPEnv",
+    "Navigation2D": "meta_rl_lessons.envs.navigation:Navigation2DEnv",
+    "HalfCheetahVel": "meta_rl_lessons.envs.locomotion:HalfCheetahVelEnv",
+    "HalfCheetahDir": "meta_rl_lessons.envs.locomotion:HalfCheetahDirEnv",
+    "AntVel": "meta_rl_lessons.envs.locomotion:AntVelEnv",
+    "AntDir": "meta_rl_lessons.envs.locomotion:AntDirEnv",
+    "AntGoal": "meta_rl_lessons.envs.locomotion:AntGoalEnv",
+}
+#: The gymnasium ids registered on import.
+ENV_IDS: tuple[str, ...] = tuple(f"MetaRL/{name}-v0" for name in _ENTRY_POINTS)
+
+
+def make_family(name: str, **kwargs: Any) -> TaskFamily:
+    """The family called ``name`` (see :data:`FAMILIES`), built with ``kwargs``."""
+    try:
+        cls = FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown task family {name!r}; known families: {sorted(FAMILIES)}") from None
+    return cls(**kwargs)
+
+
+def _register() -> None:
+    # Horizons live inside the envs (``horizon`` / ``episode_length`` keyword), not in a TimeLimit wrapper,
+    # so the gymnasium and batched versions share one definition; hence no max_episode_steps here.
+    for name, entry in _ENTRY_POINTS.items():
+        env_id = f"MetaRL/{name}-v0"
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry)
+
+
+_register()
+
+__all__ = [
+    "ENV_IDS", "FAMILIES", "make_family", "TaskFamily", "MetaEnvMixin", "as_generator", "BatchedEnv",
+    "BanditTask", "BernoulliBanditFamily", "BernoulliBanditEnv", "BatchedBernoulliBandit",
+    "MDPTask", "TabularMDPFamily", "TabularMDPEnv", "BatchedTabularMDP", "optimal_value",
+    "random_policy_value", "NavigationTask", "Navigation2DFamily", "Navigation2DEnv", "BatchedNavigation2D",
+    "VelocityTask", "DirectionTask", "GoalTask", "HalfCheetahVelFamily", "HalfCheetahDirFamily",
+    "AntVelFamily", "AntDirFamily", "AntGoalFamily", "HalfCheetahVelEnv", "HalfCheetahDirEnv", "AntVelEnv",
+    "AntDirEnv", "AntGoalEnv", "BatchedMujocoEnv", "MetaBatchSampler", "sample_episodes", "RL2Wrapper",
+    "RL2BatchedEnv",
+]

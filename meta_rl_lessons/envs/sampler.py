@@ -1,0 +1,146 @@
+"""The meta-batch sampler: whole episodes for many tasks at once, one batched policy call per step.
+
+``MetaBatchSampler(family, num_tasks, num_episodes).sample(tasks, policy, params=None)`` runs
+``num_episodes`` episodes on each of ``num_tasks`` tasks *together* and returns one
+:class:`~meta_rl_lessons.rl.batch.EpisodeBatch` with ``B = (num_tasks, num_episodes)``:
+
+* cheap families (bandits, tabular MDPs, 2D navigation) step a pure-torch batched env on the sampler's
+  device (CPU or GPU);
+* MuJoCo families step :class:`~meta_rl_lessons.envs.mujoco_batched.BatchedMujocoEnv` (one ``MjData`` per
+  copy in one process; the module docstring there gives the measurements behind this choice).
+
+At every step the policy is called **once** for all ``num_tasks x num_episodes`` observations
+``[K, E, obs_dim]``: ``policy(obs)`` with shared parameters, or ``policy.per_task(obs, params)`` with
+per-task parameters (MAML's adapted parameters, stacked with a leading task dimension). Any object with that
+calling convention works (duck typing); it must return a ``torch.distributions.Distribution`` whose
+``sample()`` has shape ``[K, E, act_dim]`` (continuous) or ``[K, E]`` (discrete).
+
+Episodes are collected whole, without autoreset: every copy is reset at the start, steps after an episode
+ends (termination, or truncation at the horizon) are padding with ``mask == 0``, and sampling stops as soon
+as every episode has ended. This is the ``AutoresetMode.DISABLED`` semantics of gymnasium's vector envs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..rl.batch import EpisodeBatch
+from .base import TaskFamily
+
+
+def _policy_device(policy: Any, default: torch.device) -> torch.device:
+    try:
+        return next(policy.parameters()).device
+    except (AttributeError, StopIteration):
+        return default
+
+
+@torch.no_grad()
+def sample_episodes(env: Any, policy: Any, params: dict[str, Tensor] | None = None,
+                    max_steps: int | None = None) -> EpisodeBatch:
+    """Collect one whole episode per copy of a batched env (tasks already set).
+
+    Args:
+        env: a batched env (``reset``, ``step``, ``batch_shape``, ``max_episode_steps``).
+        policy: ``policy(obs) -> Distribution``, and ``policy.per_task(obs, params)`` if ``params`` is given.
+        params: per-task parameters, each tensor with a leading ``num_tasks`` dimension, or ``None``.
+        max_steps: cut episodes at this many steps (marked truncated); default the env's horizon.
+
+    Returns:
+        An ``EpisodeBatch`` ``[T, K, E, ...]`` on the policy's device, with ``log_probs``; ``T`` is the
+        length of the longest episode.
+    """
+    T = int(max_steps or env.max_episode_steps)
+    device = _policy_device(policy, env.device)
+    shape = env.batch_shape
+    obs = env.reset().to(device)
+    obs_buf = torch.zeros(T, *obs.shape, device=device)
+    next_buf = torch.zeros_like(obs_buf)
+    rew_buf = torch.zeros(T, *shape, device=device)
+    term_buf = torch.zeros(T, *shape, dtype=torch.bool, device=device)
+    trunc_buf = torch.zeros_like(term_buf)
+    mask_buf = torch.zeros(T, *shape, device=device)
+    lp_buf = torch.zeros(T, *shape, device=device)
+    act_buf = None
+    alive = torch.ones(shape, dtype=torch.bool, device=device)
+    steps = 0
+    for t in range(T):
+        dist = policy(obs) if params is None else policy.per_task(obs, params)
+        action = dist.sample()
+        log_prob = dist.log_prob(action)
+        if log_prob.shape != shape:
+            raise ValueError(f"policy log_prob has shape {tuple(log_prob.shape)}, expected {shape}: return a "
+                             "distribution with batch shape [num_tasks, num_episodes] (e.g. Independent)")
+        if act_buf is None:
+            act_buf = torch.zeros(T, *action.shape, dtype=action.dtype, device=device)
+        next_obs, reward, terminated, truncated = env.step(action.to(env.device))
+        next_obs, reward = next_obs.to(device), reward.to(device)
+        terminated, truncated = terminated.to(device), truncated.to(device)
+        if t == T - 1:
+            truncated = truncated | ~terminated
+        live = alive.float()
+        lshape = live.view(*shape, *([1] * (obs.dim() - len(shape))))
+        obs_buf[t] = obs * lshape
+        next_buf[t] = next_obs * lshape
+        act_buf[t] = action * live.view(*shape, *([1] * (action.dim() - len(shape)))).to(action.dtype)
+        rew_buf[t] = reward * live
+        term_buf[t] = terminated & alive
+        trunc_buf[t] = truncated & alive & ~terminated
+        mask_buf[t] = live
+        lp_buf[t] = log_prob * live
+        alive = alive & ~(terminated | truncated)
+        obs = next_obs
+        steps = t + 1
+        if not bool(alive.any()):
+            break
+    cut = slice(0, steps)
+    return EpisodeBatch(
+        observations=obs_buf[cut], actions=act_buf[cut], rewards=rew_buf[cut],
+        next_observations=next_buf[cut], terminated=term_buf[cut], truncated=trunc_buf[cut],
+        mask=mask_buf[cut], log_probs=lp_buf[cut],
+    )
+
+
+class MetaBatchSampler:
+    """Sample ``num_episodes`` whole episodes for each of ``num_tasks`` tasks into one ``EpisodeBatch``.
+
+    The batched environment is built once and reused across calls (MuJoCo ``MjData`` allocation is not free).
+
+    Args:
+        family: the task family (e.g. ``Navigation2DFamily()``, ``HalfCheetahVelFamily()``).
+        num_tasks: ``K``, tasks per meta-batch.
+        num_episodes: ``E``, episodes per task.
+        device: where the torch batched env runs (cheap families); MuJoCo always steps on the CPU.
+        seed: seed of the environments' randomness (reset noise, stochastic rewards/transitions).
+        num_threads: physics threads for MuJoCo families (see ``BatchedMujocoEnv``).
+    """
+
+    def __init__(self, family: TaskFamily, num_tasks: int, num_episodes: int, *,
+                 device: torch.device | str = "cpu", seed: int | None = None, num_threads: int = 1,
+                 **env_kwargs: Any) -> None:
+        from .locomotion import LocomotionFamily
+
+        self.family = family
+        if isinstance(family, LocomotionFamily):
+            self.env = family.make_batched(num_tasks, num_episodes, num_threads=num_threads, seed=seed,
+                                           **env_kwargs)
+        else:
+            self.env = family.make_batched(num_tasks, num_episodes, device=device, seed=seed, **env_kwargs)
+
+    @property
+    def num_tasks(self) -> int:
+        return self.env.num_tasks
+
+    @property
+    def num_episodes(self) -> int:
+        return self.env.num_envs
+
+    def sample(self, tasks: Sequence[Any], policy: Any, params: dict[str, Tensor] | None = None,
+               max_steps: int | None = None) -> EpisodeBatch:
+        """``[T, num_tasks, num_episodes, ...]`` experience of ``policy`` (per-task ``params`` optional)."""
+        self.env.set_tasks(tasks)
+        return sample_episodes(self.env, policy, params, max_steps)
