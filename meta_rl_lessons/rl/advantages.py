@@ -1,4 +1,4 @@
-"""Returns, advantages and the linear feature baseline, over padded time-major batches.
+r"""Returns, advantages and the linear feature baseline, over padded time-major batches.
 
 All functions take tensors shaped ``[T, *B]`` (``T`` time steps, any batch dimensions ``B``) as stored in an
 :class:`~meta_rl_lessons.rl.batch.EpisodeBatch`, and handle the three ways a column can stop:
@@ -14,11 +14,11 @@ never carry anything across a boundary. Padding steps (``mask == 0``) get zero r
 
 Equations (labels as in chapter 1):
 
-* discounted return :math:`G_t = \\sum_{k\\ge 0} \\gamma^k r_{t+k}` (eq. return), computed backwards as
-  :math:`G_t = r_t + \\gamma G_{t+1}`;
-* TD error :math:`\\delta_t = r_t + \\gamma (1 - \\mathrm{term}_t) V(s'_t) - V(s_t)` (eq. td-error);
-* GAE :math:`\\hat A_t = \\sum_{l\\ge 0} (\\gamma\\lambda)^l \\delta_{t+l}` (eq. gae), computed backwards as
-  :math:`\\hat A_t = \\delta_t + \\gamma\\lambda (1 - \\mathrm{done}_t) \\hat A_{t+1}`.
+* discounted return :math:`G_t = \sum_{k\ge 0} \gamma^k r_{t+k}` (eq. return), computed backwards as
+  :math:`G_t = r_t + \gamma G_{t+1}`;
+* TD error :math:`\delta_t = r_t + \gamma (1 - \mathrm{term}_t) V(s'_t) - V(s_t)` (eq. td-error);
+* GAE :math:`\hat A_t = \sum_{l\ge 0} (\gamma\lambda)^l \delta_{t+l}` (eq. gae), computed backwards as
+  :math:`\hat A_t = \delta_t + \gamma\lambda (1 - \mathrm{done}_t) \hat A_{t+1}`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def discounted_returns(
     mask: Tensor | None = None,
     next_values: Tensor | None = None,
 ) -> Tensor:
-    """Discounted reward-to-go :math:`G_t = r_t + \\gamma G_{t+1}` (eq. return), restarted at episode ends.
+    r"""Discounted reward-to-go :math:`G_t = r_t + \gamma G_{t+1}` (eq. return), restarted at episode ends.
 
     Args:
         rewards: ``[T, *B]``.
@@ -76,7 +76,7 @@ def discounted_returns(
         terminated, truncated: ``[T, *B]`` bool episode-boundary flags (``None``: no boundaries inside).
         mask: ``[T, *B]`` float, 1 for real steps (``None``: all real).
         next_values: ``[T, *B]`` values :math:`V(s'_t)` of ``next_observations``. Where an episode is
-            truncated (or the rollout ends) :math:`G_t` bootstraps with :math:`\\gamma V(s'_t)`; ``None``
+            truncated (or the rollout ends) :math:`G_t` bootstraps with :math:`\gamma V(s'_t)`; ``None``
             means no bootstrap (Monte-Carlo returns of the observed rewards only).
 
     Returns:
@@ -105,7 +105,7 @@ def gae(
     lam: float,
     mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Generalized advantage estimation (eq. gae) with termination/truncation handled.
+    r"""Generalized advantage estimation (eq. gae) with termination/truncation handled.
 
     Args:
         rewards: ``[T, *B]``.
@@ -113,12 +113,12 @@ def gae(
         next_values: ``[T, *B]`` :math:`V(s'_t)` of ``next_observations`` (the true final observation at
             episode ends, so a truncated episode bootstraps from the right state).
         terminated, truncated: ``[T, *B]`` bool.
-        gamma: discount in ``[0, 1]``; lam: :math:`\\lambda \\in [0, 1]` (0: TD error, 1: Monte-Carlo).
+        gamma: discount in ``[0, 1]``; lam: :math:`\lambda \in [0, 1]` (0: TD error, 1: Monte-Carlo).
         mask: ``[T, *B]`` float (``None``: all real).
 
     Returns:
         ``(advantages, returns)``, both ``[T, *B]`` and zero on padding; ``returns = advantages + values``
-        are the :math:`\\lambda`-returns used as value targets.
+        are the :math:`\lambda`-returns used as value targets.
     """
     _check_gamma_lam(gamma, lam)
     end, _, m = _flags(terminated, truncated, mask, rewards.dtype)
@@ -171,9 +171,9 @@ def episode_time_steps(terminated: Tensor, truncated: Tensor) -> Tensor:
 
 
 def linear_baseline_features(observations: Tensor, time_steps: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Features of the linear baseline of Duan et al. (2016) (eq. linear-baseline).
+    r"""Features of the linear baseline of Duan et al. (2016) (eq. linear-baseline).
 
-    :math:`\\phi(s, t) = [s, s^2, t/100, (t/100)^2, (t/100)^3, 1]` with :math:`s` clipped to
+    :math:`\phi(s, t) = [s, s^2, t/100, (t/100)^2, (t/100)^3, 1]` with :math:`s` clipped to
     ``[-10, 10]`` (as in rllab), zero on padding.
 
     Args:
@@ -191,10 +191,10 @@ def linear_baseline_features(observations: Tensor, time_steps: Tensor, mask: Ten
 def fit_linear_baseline(
     features: Tensor, targets: Tensor, reg_coeff: float = 1e-5, max_tries: int = 5
 ) -> Tensor:
-    """Ridge-regularised least squares :math:`w = (X^\\top X + c I)^{-1} X^\\top y`, batched.
+    r"""Ridge-regularised least squares :math:`w = (X^\top X + c I)^{-1} X^\top y`, batched.
 
     Solved in float64 by Cholesky; where the factorisation fails or gives non-finite weights (an
-    ill-conditioned :math:`X^\\top X`), the regularisation :math:`c` is multiplied by 10 and that problem
+    ill-conditioned :math:`X^\top X`), the regularisation :math:`c` is multiplied by 10 and that problem
     solved again, up to ``max_tries`` times (rllab's rule), independently for every problem in the batch.
 
     Args:

@@ -216,8 +216,8 @@ class _GaussianHead(nn.Module):
 
 
 class GaussianMLPPolicy(_FunctionalNet):
-    """Diagonal Gaussian policy :math:`\\pi_\\theta(a\\mid s) = \\mathcal N(\\mu_\\theta(s), \\mathrm{diag}
-    (\\sigma^2))` with an MLP mean and a learned, state-independent log-std.
+    r"""Diagonal Gaussian policy :math:`\pi_\theta(a\mid s) = \mathcal N(\mu_\theta(s), \mathrm{diag}
+    (\sigma^2))` with an MLP mean and a learned, state-independent log-std.
 
     Args:
         obs_dim: observation size.
@@ -260,7 +260,7 @@ class GaussianMLPPolicy(_FunctionalNet):
 
 # ---------------------------------------------------------------------------------------------- categorical
 class CategoricalMLPPolicy(_FunctionalNet):
-    """Categorical policy :math:`\\pi_\\theta(a\\mid s) = \\mathrm{softmax}(f_\\theta(s))_a` over
+    r"""Categorical policy :math:`\pi_\theta(a\mid s) = \mathrm{softmax}(f_\theta(s))_a` over
     ``num_actions`` discrete actions.
 
     Parameter names: ``net.<i>.weight``, ``net.<i>.bias``. ``policy(obs [*N, obs_dim])`` returns
@@ -290,7 +290,7 @@ class CategoricalMLPPolicy(_FunctionalNet):
 
 # ---------------------------------------------------------------------------------------------- value
 class ValueNetwork(_FunctionalNet):
-    """State-value function :math:`V_\\phi(s)`: ``value(obs [*N, obs_dim]) -> [*N]``.
+    r"""State-value function :math:`V_\phi(s)`: ``value(obs [*N, obs_dim]) -> [*N]``.
 
     Same conventions as the policies (``params=``, ``per_task``); parameter names ``net.<i>.weight`` and
     ``net.<i>.bias``.

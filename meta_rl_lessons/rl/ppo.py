@@ -1,23 +1,23 @@
-"""Proximal policy optimisation (PPO) with the clipped objective, GAE and minibatch epochs.
+r"""Proximal policy optimisation (PPO) with the clipped objective, GAE and minibatch epochs.
 
 Chapter 1, section "PPO". One iteration:
 
 1. collect ``num_steps`` steps from each of ``num_envs`` environments with the current policy
-   :math:`\\pi_{\\theta_\\text{old}}` (:meth:`~meta_rl_lessons.rl.sampling.VectorSampler.collect_steps`);
-2. compute :math:`V(s_t)`, :math:`V(s'_t)` and GAE advantages :math:`\\hat A_t` (eq. gae) and
-   :math:`\\lambda`-returns :math:`\\hat R_t = \\hat A_t + V(s_t)` as value targets;
+   :math:`\pi_{\theta_\text{old}}` (:meth:`~meta_rl_lessons.rl.sampling.VectorSampler.collect_steps`);
+2. compute :math:`V(s_t)`, :math:`V(s'_t)` and GAE advantages :math:`\hat A_t` (eq. gae) and
+   :math:`\lambda`-returns :math:`\hat R_t = \hat A_t + V(s_t)` as value targets;
 3. for ``update_epochs`` epochs, over shuffled minibatches, take an Adam step on
 
    .. math::
-       L(\\theta, \\phi) = -\\underbrace{\\mathbb E_t\\big[\\min(\\rho_t \\hat A_t,\\;
-       \\mathrm{clip}(\\rho_t, 1-\\epsilon, 1+\\epsilon)\\hat A_t)\\big]}_{\\text{(eq. ppo-clip)}}
-       + c_v\\, \\mathbb E_t\\big[(V_\\phi(s_t) - \\hat R_t)^2\\big]
-       - c_H\\, \\mathbb E_t\\big[\\mathcal H[\\pi_\\theta(\\cdot\\mid s_t)]\\big],
-       \\qquad \\rho_t = \\frac{\\pi_\\theta(a_t\\mid s_t)}{\\pi_{\\theta_\\text{old}}(a_t\\mid s_t)},
+       L(\theta, \phi) = -\underbrace{\mathbb E_t\big[\min(\rho_t \hat A_t,\;
+       \mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon)\hat A_t)\big]}_{\text{(eq. ppo-clip)}}
+       + c_v\, \mathbb E_t\big[(V_\phi(s_t) - \hat R_t)^2\big]
+       - c_H\, \mathbb E_t\big[\mathcal H[\pi_\theta(\cdot\mid s_t)]\big],
+       \qquad \rho_t = \frac{\pi_\theta(a_t\mid s_t)}{\pi_{\theta_\text{old}}(a_t\mid s_t)},
 
    optionally with the value loss clipped around the old values, the advantages normalised per minibatch,
    the gradient norm clipped, and the epochs stopped early once the approximate KL
-   :math:`\\hat{\\mathrm{KL}} = \\mathbb E_t[(\\rho_t - 1) - \\log \\rho_t]` exceeds ``1.5 * target_kl``.
+   :math:`\hat{\mathrm{KL}} = \mathbb E_t[(\rho_t - 1) - \log \rho_t]` exceeds ``1.5 * target_kl``.
 
 Shapes: the rollout is ``[T = num_steps, B = num_envs]``; the update flattens it to ``[T * B]`` and cuts it
 into minibatches of ``minibatch_size`` rows.
@@ -66,21 +66,21 @@ class PPOConfig:
     max_episode_steps: int | None = None
     """Override of the environment's time limit (``None``: the registered one)."""
     learning_rate: float = 2.5e-4
-    """Adam step size :math:`\\alpha` (shared by policy and value network)."""
+    r"""Adam step size :math:`\alpha` (shared by policy and value network)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over training."""
     adam_eps: float = 1e-5
     """Adam's epsilon (1e-5 as in the PPO reference implementations, not torch's 1e-8)."""
     gamma: float = 0.99
-    """Discount factor :math:`\\gamma`."""
+    r"""Discount factor :math:`\gamma`."""
     gae_lambda: float = 0.95
-    """GAE :math:`\\lambda` (eq. gae): 0 gives TD errors, 1 Monte-Carlo advantages."""
+    r"""GAE :math:`\lambda` (eq. gae): 0 gives TD errors, 1 Monte-Carlo advantages."""
     update_epochs: int = 4
     """Passes over each rollout."""
     minibatch_size: int = 256
     """Rows per gradient step; must divide ``num_envs * num_steps`` (SB3 calls it ``batch_size``)."""
     clip_coef: float = 0.2
-    """Ratio clipping :math:`\\epsilon` in (eq. ppo-clip)."""
+    r"""Ratio clipping :math:`\epsilon` in (eq. ppo-clip)."""
     clip_value_loss: bool = False
     """Clip the value prediction to ``V_old +- clip_coef`` and take the larger loss (OpenAI baselines)."""
     value_coef: float = 0.5

@@ -141,10 +141,10 @@ class CSVLogger:
 
 
 class RunningMeanStd:
-    """Running mean and variance of a stream of vectors (Chan et al.'s parallel update), in float64.
+    r"""Running mean and variance of a stream of vectors (Chan et al.'s parallel update), in float64.
 
-    Used for observation normalisation :math:`\\tilde s = \\mathrm{clip}((s - \\mu) / \\sqrt{\\sigma^2 +
-    \\epsilon}, -c, c)`. ``state_dict``/``load_state_dict`` save and restore the statistics with a policy
+    Used for observation normalisation :math:`\tilde s = \mathrm{clip}((s - \mu) / \sqrt{\sigma^2 +
+    \epsilon}, -c, c)`. ``state_dict``/``load_state_dict`` save and restore the statistics with a policy
     checkpoint (a policy trained on normalised observations is useless without them). ``training=False``
     freezes the statistics (evaluation).
 
