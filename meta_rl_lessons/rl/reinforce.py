@@ -1,0 +1,284 @@
+r"""REINFORCE / vanilla policy gradient, with or without a baseline.
+
+Chapter 1, sections "The policy gradient theorem" and "Variance and baselines". The policy gradient theorem
+(eq. pg-theorem) turns the gradient of the expected return into an expectation we can sample,
+
+.. math::
+    \nabla_\theta J(\theta) = \mathbb E_{\tau\sim\pi_\theta}\Big[\sum_{t=0}^{T-1}
+    \nabla_\theta \log \pi_\theta(a_t\mid s_t)\, \Psi_t\Big],
+
+where :math:`\Psi_t` may be the whole return :math:`G_0` (eq. reinforce), the reward-to-go :math:`G_t`
+(eq. reward-to-go), or the reward-to-go minus a baseline :math:`G_t - b(s_t)` (eq. baseline) — all three are
+unbiased, the later ones with lower variance. With :math:`N` sampled episodes the estimator is
+
+.. math::
+    \hat g = \frac1N \sum_{i=1}^N \sum_{t} \nabla_\theta \log\pi_\theta(a^i_t\mid s^i_t)\, \Psi^i_t,
+
+the gradient of minus the *surrogate loss* :func:`reinforce_loss`.
+
+**Discounting.** With :math:`\gamma < 1` the exact gradient of :math:`J = \mathbb E[\sum_t\gamma^t r_t]`
+weights step :math:`t` by :math:`\gamma^t` (eq. pg-discounted). Most implementations drop that factor (they
+then follow a biased direction, Thomas 2014); ``discount_weighting=True`` keeps it.
+
+Shapes: whole-episode batches ``[T, B]`` (one episode per column, padded, ``mask``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import torch
+from torch import Tensor
+
+from meta_rl_lessons.rl.advantages import (
+    LinearFeatureBaseline,
+    discounted_returns,
+    gae,
+    normalize_advantages,
+)
+from meta_rl_lessons.rl.batch import EpisodeBatch
+from meta_rl_lessons.rl.policies import ValueNetwork
+from meta_rl_lessons.rl.ppo import make_policy
+from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
+from meta_rl_lessons.rl.utils import (
+    CSVLogger,
+    check_finite,
+    check_positive,
+    progress,
+    resolve_device,
+    set_seed,
+)
+
+__all__ = ["REINFORCE", "REINFORCEConfig", "reinforce_loss", "reinforce_weights"]
+
+
+def reinforce_loss(log_probs: Tensor, weights: Tensor, mask: Tensor) -> Tensor:
+    r"""Surrogate loss whose gradient is minus the REINFORCE estimator :math:`\hat g`.
+
+    :math:`\mathcal L(\theta) = -\frac1N\sum_i \sum_t \mathrm{mask}^i_t \log\pi_\theta(a^i_t\mid s^i_t)\,
+    \Psi^i_t`: summed over time, averaged over episodes (the columns; all batch dimensions count).
+
+    Args:
+        log_probs: ``[T, *B]`` :math:`\log\pi_\theta(a_t\mid s_t)`, differentiable w.r.t. :math:`\theta`.
+        weights: ``[T, *B]`` :math:`\Psi_t` (treated as constants: detached here).
+        mask: ``[T, *B]``.
+    """
+    if log_probs.shape != weights.shape or log_probs.shape != mask.shape:
+        raise ValueError(
+            f"reinforce_loss needs equal shapes [T, *B]; got log_probs {tuple(log_probs.shape)}, weights "
+            f"{tuple(weights.shape)}, mask {tuple(mask.shape)}"
+        )
+    per_episode = (log_probs * weights.detach() * mask).sum(dim=0)
+    return -per_episode.mean()
+
+
+def reinforce_weights(
+    batch: EpisodeBatch,
+    gamma: float,
+    reward_to_go: bool = True,
+    values: Tensor | None = None,
+    next_values: Tensor | None = None,
+    gae_lambda: float = 1.0,
+    discount_weighting: bool = False,
+) -> Tensor:
+    r"""The weights :math:`\Psi_t` ``[T, *B]`` of the REINFORCE estimator.
+
+    * no ``values``: :math:`G_t` (``reward_to_go=True``, eq. reward-to-go) or :math:`G_0` for every step
+      (eq. reinforce);
+    * with ``values`` (:math:`V(s_t)`) and ``next_values`` (:math:`V(s'_t)`): GAE advantages (eq. gae); with
+      ``gae_lambda=1`` this is :math:`G_t - V(s_t)` (eq. baseline).
+
+    ``discount_weighting`` multiplies by :math:`\gamma^t` (eq. pg-discounted).
+    """
+    if values is None:
+        ret = discounted_returns(batch.rewards, gamma, batch.terminated, batch.truncated, batch.mask)
+        psi = ret if reward_to_go else ret[:1].expand_as(ret) * batch.mask
+    else:
+        if next_values is None:
+            raise ValueError("reinforce_weights: values given without next_values")
+        psi, _ = gae(batch.rewards, values, next_values, batch.terminated, batch.truncated, gamma, gae_lambda,
+                     batch.mask)
+    if discount_weighting:
+        t = torch.arange(batch.horizon, device=batch.device, dtype=psi.dtype)
+        psi = psi * (gamma**t).view(-1, *([1] * len(batch.batch_shape)))
+    return psi
+
+
+@dataclass
+class REINFORCEConfig:
+    """Hyper-parameters of :class:`REINFORCE`."""
+
+    env_id: str = "CartPole-v1"
+    """gymnasium environment id (ignored when an environment is passed to :class:`REINFORCE`)."""
+    num_envs: int = 8
+    """Environments stepped together while collecting episodes."""
+    episodes_per_iteration: int = 16
+    """Whole episodes per gradient step (:math:`N`)."""
+    max_episode_steps: int | None = None
+    """Override of the environment's time limit."""
+    iterations: int = 100
+    """Number of gradient steps."""
+    learning_rate: float = 1e-2
+    """Adam step size of the policy."""
+    gamma: float = 0.99
+    r"""Discount factor :math:`\gamma`."""
+    reward_to_go: bool = True
+    r"""Weight :math:`\log\pi(a_t|s_t)` by :math:`G_t` (True) or by the whole return :math:`G_0` (False)."""
+    baseline: str = "none"
+    """``"none"``, ``"value"`` (an MLP fitted by Adam) or ``"linear"`` (eq. linear-baseline)."""
+    gae_lambda: float = 1.0
+    r"""With a baseline, GAE's :math:`\lambda` (1: :math:`G_t - b(s_t)`, unbiased)."""
+    normalize_advantages: bool = False
+    r"""Normalise :math:`\Psi_t` over the batch (changes the step size, keeps the direction's sign)."""
+    discount_weighting: bool = False
+    r"""Multiply step :math:`t` by :math:`\gamma^t` (the exact gradient of the discounted objective)."""
+    value_learning_rate: float = 1e-3
+    """Adam step size of the value network (``baseline="value"``)."""
+    value_iters: int = 50
+    """Full-batch Adam steps on the value network per iteration."""
+    max_grad_norm: float = math.inf
+    """Clip the policy gradient norm (``inf``: no clipping)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths."""
+    activation: str = "tanh"
+    """Hidden activation: ``"tanh"`` or ``"relu"``."""
+    init_log_std: float = 0.0
+    """Initial log-std of a Gaussian policy."""
+    seed: int = 0
+    """Seed for torch, NumPy and the environments."""
+    device: str = "auto"
+    """``"auto"``, ``"cpu"`` or ``"cuda"``."""
+    progress: bool = True
+    """Show a tqdm progress bar."""
+    log_path: str | None = None
+    """CSV file for per-iteration metrics (``None``: in memory only)."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "episodes_per_iteration", "iterations", "value_iters"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"REINFORCEConfig.{name} must be a positive integer, got {value!r}")
+        check_positive("REINFORCEConfig.learning_rate", self.learning_rate)
+        check_positive("REINFORCEConfig.value_learning_rate", self.value_learning_rate)
+        if not (self.max_grad_norm > 0):
+            raise ValueError(f"REINFORCEConfig.max_grad_norm must be > 0, got {self.max_grad_norm!r}")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"REINFORCEConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if self.baseline not in ("none", "value", "linear"):
+            raise ValueError(
+                f"REINFORCEConfig.baseline must be 'none', 'value' or 'linear', got {self.baseline!r}")
+        self.hidden_sizes = tuple(self.hidden_sizes)
+
+
+class REINFORCE:
+    """REINFORCE trainer: ``REINFORCE(config).train()`` or one :meth:`iteration` at a time."""
+
+    def __init__(self, config: REINFORCEConfig, envs: gym.vector.VectorEnv | None = None) -> None:
+        self.config = c = config
+        set_seed(c.seed)
+        self.device = resolve_device(c.device)
+        self.envs = envs if envs is not None else make_vector_env(
+            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps)
+        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
+        self.policy.to(self.device)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.learning_rate)
+        self.value, self.baseline = None, None
+        if c.baseline == "value":
+            self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
+            self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=c.value_learning_rate)
+        elif c.baseline == "linear":
+            self.baseline = LinearFeatureBaseline()
+        self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)
+        self.iterations_done = 0
+        self.logger = CSVLogger(c.log_path)
+
+    @torch.no_grad()
+    def _values(self, batch: EpisodeBatch) -> tuple[Tensor | None, Tensor | None]:
+        """:math:`V(s_t), V(s'_t)` from the baseline *before* refitting it on this batch (or ``None``)."""
+        if self.value is not None:
+            m = batch.mask
+            return self.value(batch.observations) * m, self.value(batch.next_observations) * m
+        if self.baseline is not None:
+            if self.baseline.weights is None:
+                z = torch.zeros_like(batch.rewards)
+                return z, z
+            return self.baseline.predict(batch), self.baseline.predict_next(batch)
+        return None, None
+
+    def _fit_baseline(self, batch: EpisodeBatch) -> float:
+        c = self.config
+        if self.value is None and self.baseline is None:
+            return math.nan
+        targets = discounted_returns(batch.rewards, c.gamma, batch.terminated, batch.truncated, batch.mask,
+                                     self._values(batch)[1])
+        if self.baseline is not None:
+            self.baseline.fit(batch, targets)
+            err = (self.baseline.predict(batch) - targets) ** 2
+            return float((err * batch.mask).sum() / batch.mask.sum())
+        for _ in range(c.value_iters):
+            err = (self.value(batch.observations) - targets) ** 2
+            loss = check_finite("REINFORCE value loss", (err * batch.mask).sum() / batch.mask.sum())
+            self.value_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.value_optimizer.step()
+        return float(loss.item())
+
+    def iteration(self) -> dict[str, float]:
+        """Collect episodes, take one gradient step on :func:`reinforce_loss`, refit the baseline."""
+        c = self.config
+        t0 = time.perf_counter()
+        batch = self.sampler.collect_episodes(c.episodes_per_iteration)
+        t1 = time.perf_counter()
+        values, next_values = self._values(batch)
+        psi = reinforce_weights(batch, c.gamma, c.reward_to_go, values, next_values, c.gae_lambda,
+                                c.discount_weighting)
+        if c.normalize_advantages:
+            psi = normalize_advantages(psi, batch.mask)
+        log_probs = self.policy(batch.observations).log_prob(batch.actions)
+        loss = check_finite("REINFORCE loss", reinforce_loss(log_probs, psi, batch.mask))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), c.max_grad_norm)
+        self.optimizer.step()
+        baseline_loss = self._fit_baseline(batch)
+        t2 = time.perf_counter()
+        self.iterations_done += 1
+        episodes = self.sampler.pop_episode_stats()
+        row = {
+            "iteration": self.iterations_done,
+            "env_steps": self.sampler.total_steps,
+            "episode_return": float(episodes["returns"].mean()),
+            "episode_length": float(episodes["lengths"].mean()),
+            "loss": loss.item(),
+            "grad_norm": float(grad_norm),
+            "baseline_loss": baseline_loss,
+            "sample_time": t1 - t0,
+            "update_time": t2 - t1,
+        }
+        self.logger.log(row)
+        return row
+
+    def train(self) -> CSVLogger:
+        """Run ``config.iterations`` iterations; returns the metrics logger."""
+        bar = progress(total=self.config.iterations, desc="REINFORCE", enabled=self.config.progress)
+        while self.iterations_done < self.config.iterations:
+            row = self.iteration()
+            bar.set_postfix(ret=f"{row['episode_return']:.1f}", refresh=False)
+            bar.update(1)
+        bar.close()
+        return self.logger
+
+    def state_dict(self) -> dict:
+        return {
+            "config": asdict(self.config),
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "value": None if self.value is None else self.value.state_dict(),
+            "baseline_weights": None if self.baseline is None else self.baseline.weights,
+            "iterations_done": self.iterations_done,
+        }
