@@ -12,9 +12,11 @@ Train/test split (a deliberate choice)
 Meta-RL reports performance on tasks not seen in meta-training. We split the *task space* into **disjoint,
 interleaved regions**: a family maps a task to split coordinates ``u`` in ``[0, 1)^d`` (``d <= 2``: the
 normalised goal velocity, the goal position, the means of the first two arms...), cuts each coordinate into
-10 cells, and puts a task in the *test* split when its cell ``(i, j)`` satisfies ``(i + 2 j) mod 5 == 0``
-(``i mod 5 == 0`` in one dimension). One cell in five is a test cell; test cells are spread over the whole
-range, so test tasks come from the same overall range as training tasks but never from a training cell.
+10 cells, and puts a task in the *test* split when its cell ``(i, j)`` satisfies ``(i + 2 j) mod 5 == 2``
+(``i mod 5 == 2`` in one dimension: test tasks in ``[0.2, 0.3)`` and ``[0.7, 0.8)`` of the normalised
+range, e.g. cheetah target velocities in [0.4, 0.6) and [1.4, 1.6) m/s). One cell in five is a test cell;
+test cells are spread over the whole range, so test tasks come from the same overall range as training
+tasks but never from a training cell.
 ``sample_tasks(n, rng, split="train")`` draws from the family's distribution conditioned on the split (by
 rejection, so it stays deterministic given ``rng``); ``split=None`` draws from the whole distribution.
 Families with finitely many tasks (forward/backward direction) cannot be split: both splits return the
@@ -50,7 +52,7 @@ def split_of_coordinates(u: np.ndarray) -> np.ndarray:
     u = np.atleast_2d(np.asarray(u, dtype=np.float64))
     cells = np.clip(np.floor(u * _CELLS).astype(np.int64), 0, _CELLS - 1)
     weights = np.array([1, 2], dtype=np.int64)[: cells.shape[1]]
-    return (cells @ weights) % _PERIOD == 0
+    return (cells @ weights) % _PERIOD == 2
 
 
 class TaskFamily(ABC):

@@ -58,7 +58,7 @@ def _normal_cdf(x: np.ndarray) -> np.ndarray:
 
 
 class TabularMDPFamily(TaskFamily):
-    """Random MDPs; split coordinates :math:`\\Phi(\\mu(0,0) - 1), \\Phi(\\mu(0,1) - 1)`, uniform in [0, 1]."""
+    """Random MDPs; split coordinates :math:`\\Phi(\\mu(0,0) - 1), \\Phi(\\mu(0,1) - 1)` (uniform)."""
 
     name = "TabularMDP"
     task_type = MDPTask
