@@ -252,6 +252,7 @@ class REINFORCE:
         row = {
             "iteration": self.iterations_done,
             "env_steps": self.sampler.total_steps,
+            "batch_steps": batch.num_steps,
             "episode_return": float(episodes["returns"].mean()),
             "episode_length": float(episodes["lengths"].mean()),
             "loss": loss.item(),
