@@ -124,10 +124,23 @@ def test_batched_mujoco_worker_error_surfaces():
     benv.set_tasks(fam.sample_tasks(1, 0))
     benv.reset()
 
-    def boom(lo, hi):
-        raise RuntimeError(f"worker crashed on copies {lo}..{hi}")
+    def boom(indices):
+        raise RuntimeError(f"worker crashed on copies {indices}")
 
-    benv._step_chunk = boom
+    benv._step_indices = boom
     with pytest.raises(RuntimeError, match="worker crashed"):
         benv.step(torch.zeros(1, 4, 8))
+    benv.close()
+
+
+def test_inactive_copies_are_not_simulated():
+    fam = envs.HalfCheetahDirFamily(horizon=5)
+    benv = fam.make_batched(1, 6, num_threads=2, seed=0)
+    benv.set_tasks(fam.sample_tasks(1, 0))
+    benv.reset()
+    before = benv.qpos.copy()
+    active = torch.tensor([[True, False, True, True, False, True]])
+    benv.step(torch.ones(1, 6, 6), active=active)
+    moved = np.abs(benv.qpos - before).max(axis=1) > 0
+    assert moved.tolist() == active[0].tolist()
     benv.close()

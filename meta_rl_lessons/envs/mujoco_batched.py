@@ -13,8 +13,9 @@ Why this design (measured on the 2-core CPU machine of DESIGN §7, mujoco 4.0, H
   (trajectories then differ from gymnasium's) and cannot return the Ant's contact forces without an extra
   forward pass, so it is not used.
 
-So copies are stepped in a loop, optionally split into contiguous chunks over ``num_threads`` Python threads
-(``mj_step`` releases the GIL); everything else (observations, rewards, termination) is vectorised in NumPy
+So copies are stepped in a loop, optionally split over ``num_threads`` Python threads (``mj_step``
+releases the GIL; by default one thread for cheap models like HalfCheetah, one per core for costly ones
+like Ant); copies whose episode has ended are not simulated; everything else (observations, rewards, termination) is vectorised in NumPy
 over all copies, using the same reward functions as the gymnasium environments, which the tests check step
 by step. A worker thread that raises propagates its exception out of ``step``; nothing can hang waiting
 for a dead process because there are no processes.
@@ -22,6 +23,8 @@ for a dead process because there are no processes.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,16 +48,21 @@ class BatchedMujocoEnv:
     Args:
         family: a :class:`~meta_rl_lessons.envs.locomotion.LocomotionFamily`.
         num_tasks, num_envs: batch shape ``K x E``.
-        num_threads: threads stepping the physics (1 = the calling thread only).
+        num_threads: threads stepping the physics (1 = the calling thread only). ``None`` chooses by the
+            model's cost: 1 thread when one env step takes under 80 µs of physics (HalfCheetah, about
+            30 µs: the per-copy Python work holds the GIL and threads only contend), else one per core,
+            at most 8 (Ant, about 145 µs: 2 threads give about 1.4-2x on 2 cores).
         seed: seed of the reset noise (``numpy.random.Generator``).
         env_kwargs: passed to the family's gymnasium env (e.g. ``reset_noise_scale``).
     """
 
     action_dim: int
     num_actions = None
+    #: ``step`` accepts ``active=`` (copies to simulate); the sampler uses it to skip finished episodes.
+    skips_inactive = True
 
-    def __init__(self, family: LocomotionFamily, num_tasks: int, num_envs: int, num_threads: int = 1,
-                 seed: int | None = None, device: torch.device | str = "cpu", **env_kwargs: Any) -> None:
+    def __init__(self, family: LocomotionFamily, num_tasks: int, num_envs: int,
+                 num_threads: int | None = None, seed: int | None = None, device: torch.device | str = "cpu", **env_kwargs: Any) -> None:
         if torch.device(device).type != "cpu":
             raise ValueError("BatchedMujocoEnv runs on the CPU; move observations to the policy's device")
         self.family = family
@@ -78,13 +86,23 @@ class BatchedMujocoEnv:
         self.xy = np.zeros((self.n, 2))
         self.contact = np.zeros((self.n, self.model.nbody, 6)) if self.is_ant else None
         self.steps = np.zeros(self.n, dtype=np.int64)
+        if num_threads is None:
+            num_threads = 1 if self._physics_seconds_per_step() < 80e-6 else min(8, os.cpu_count() or 1)
         self.num_threads = max(1, int(num_threads))
         self._pool = ThreadPoolExecutor(self.num_threads) if self.num_threads > 1 else None
-        bounds = np.linspace(0, self.n, self.num_threads + 1).astype(int)
-        self._chunks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
         self.rng = as_generator(seed)
         self.tasks: list[Any] | None = None
         self._ctrl = np.zeros((self.n, self.action_dim))
+
+    def _physics_seconds_per_step(self, steps: int = 40) -> float:
+        """Wall time of one env step's physics (``frame_skip`` x ``mj_step``) on a scratch ``MjData``."""
+        d = mujoco.MjData(self.model)
+        d.qpos[:] = self.template.init_qpos
+        d.ctrl[:] = 0.5
+        mujoco.mj_step(self.model, d, self.frame_skip)
+        t = time.perf_counter()
+        mujoco.mj_step(self.model, d, self.frame_skip * steps)
+        return (time.perf_counter() - t) / steps
 
     @property
     def batch_shape(self) -> tuple[int, int]:
@@ -121,9 +139,9 @@ class BatchedMujocoEnv:
         else:
             self.xy[i, 0] = d.qpos[0]
 
-    def _step_chunk(self, lo: int, hi: int) -> None:
+    def _step_indices(self, indices: list[int]) -> None:
         m, fs, ant, ctrl = self.model, self.frame_skip, self.is_ant, self._ctrl
-        for i in range(lo, hi):
+        for i in indices:
             d = self.datas[i]
             d.ctrl[:] = ctrl[i]
             mujoco.mj_step(m, d, fs)
@@ -131,11 +149,13 @@ class BatchedMujocoEnv:
                 mujoco.mj_rnePostConstraint(m, d)
             self._read(i, d)
 
-    def _run(self) -> None:
-        if self._pool is None:
-            self._step_chunk(0, self.n)
+    def _run(self, active: np.ndarray | None) -> None:
+        idx = np.arange(self.n) if active is None else np.flatnonzero(active)
+        if self._pool is None or len(idx) < 2 * self.num_threads:
+            self._step_indices(idx.tolist())
             return
-        futures = [self._pool.submit(self._step_chunk, lo, hi) for lo, hi in self._chunks]
+        chunks = [c.tolist() for c in np.array_split(idx, self.num_threads)]
+        futures = [self._pool.submit(self._step_indices, c) for c in chunks]
         for f in futures:
             f.result()  # re-raises a worker's exception here
 
@@ -180,15 +200,20 @@ class BatchedMujocoEnv:
         mujoco.mj_forward(self.model, d)
         self._read(i, d)
 
-    def step_numpy(self, actions: np.ndarray):
+    def step_numpy(self, actions: np.ndarray, active: np.ndarray | None = None):
         """Step all copies with ``actions [K*E, act_dim]``; returns float64/bool arrays ``[K*E, ...]``:
-        ``(obs, reward, terminated, truncated, info)``."""
+        ``(obs, reward, terminated, truncated, info)``.
+
+        With ``active [K*E]`` bool, only those copies are simulated; the others keep their state and their
+        outputs are meaningless (the sampler passes the copies whose episode is still running, so finished
+        episodes cost no physics).
+        """
         if self.tasks is None:
             raise RuntimeError("BatchedMujocoEnv: call set_tasks(tasks) before reset()/step()")
         actions = np.asarray(actions, dtype=np.float64).reshape(self.n, self.action_dim)
         self._ctrl[:] = actions
         xy_before = self.xy.copy()
-        self._run()
+        self._run(active)
         xy_velocity = (self.xy - xy_before) / self.dt
         if not self.is_ant:
             xy_velocity[:, 1] = 0.0
@@ -211,12 +236,14 @@ class BatchedMujocoEnv:
         flat = None if mask is None else mask.reshape(-1).cpu().numpy().astype(bool)
         return self._to_torch(self.reset_numpy(flat), self.observation_shape)
 
-    def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``actions [K, E, act_dim]`` -> ``(obs [K, E, obs_dim], reward [K, E], terminated, truncated)``."""
+    def step(self, actions: Tensor, active: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``actions [K, E, act_dim]`` -> ``(obs [K, E, obs_dim], reward [K, E], terminated, truncated)``;
+        ``active [K, E]`` bool limits the physics to those copies (see :meth:`step_numpy`)."""
         if tuple(actions.shape) != (*self.batch_shape, self.action_dim):
             raise ValueError(f"actions must have shape {(*self.batch_shape, self.action_dim)}, "
                              f"got {tuple(actions.shape)}")
-        obs, reward, term, trunc, _ = self.step_numpy(actions.detach().cpu().double().numpy())
+        flat = None if active is None else active.reshape(-1).cpu().numpy().astype(bool)
+        obs, reward, term, trunc, _ = self.step_numpy(actions.detach().cpu().double().numpy(), flat)
         shape = self.batch_shape
         return (self._to_torch(obs, self.observation_shape), self._to_torch(reward),
                 torch.from_numpy(term).reshape(shape), torch.from_numpy(trunc).reshape(shape))

@@ -77,7 +77,10 @@ def sample_episodes(env: Any, policy: Any, params: dict[str, Tensor] | None = No
                              "distribution with batch shape [num_tasks, num_episodes] (e.g. Independent)")
         if act_buf is None:
             act_buf = torch.zeros(T, *action.shape, dtype=action.dtype, device=device)
-        next_obs, reward, terminated, truncated = env.step(action.to(env.device))
+        if getattr(env, "skips_inactive", False):  # MuJoCo: no physics for finished episodes
+            next_obs, reward, terminated, truncated = env.step(action.to(env.device), active=alive.cpu())
+        else:
+            next_obs, reward, terminated, truncated = env.step(action.to(env.device))
         next_obs, reward = next_obs.to(device), reward.to(device)
         terminated, truncated = terminated.to(device), truncated.to(device)
         if t == T - 1:
@@ -116,11 +119,12 @@ class MetaBatchSampler:
         num_episodes: ``E``, episodes per task.
         device: where the torch batched env runs (cheap families); MuJoCo always steps on the CPU.
         seed: seed of the environments' randomness (reset noise, stochastic rewards/transitions).
-        num_threads: physics threads for MuJoCo families (see ``BatchedMujocoEnv``).
+        num_threads: physics threads for MuJoCo families; ``None`` chooses by the model's cost
+            (see :class:`~meta_rl_lessons.envs.mujoco_batched.BatchedMujocoEnv`).
     """
 
     def __init__(self, family: TaskFamily, num_tasks: int, num_episodes: int, *,
-                 device: torch.device | str = "cpu", seed: int | None = None, num_threads: int = 1,
+                 device: torch.device | str = "cpu", seed: int | None = None, num_threads: int | None = None,
                  **env_kwargs: Any) -> None:
         from .locomotion import LocomotionFamily
 

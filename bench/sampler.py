@@ -1,0 +1,154 @@
+"""Sampler speed, side by side with the physics limit measured in the same run.
+
+Prints, in env-steps per second:
+
+1. the MuJoCo physics limit: raw ``mujoco.mj_step`` on one ``MjData`` (C loop, no Python per step),
+   divided by the frame skip, times the number of cores (threads) a sampler uses;
+2. gymnasium's own vector envs (``SyncVectorEnv`` and ``AsyncVectorEnv``) with a random policy;
+3. this package's ``MetaBatchSampler`` with a 64x64 tanh ``GaussianMLPPolicy`` in the loop (one batched
+   policy call per step), as env-steps/s and as a fraction of the limit for the same number of cores;
+4. the batched pure-torch bandit and 2D navigation envs.
+
+Usage: ``python bench/sampler.py [--quick]`` (``--quick`` shrinks every batch for a fast check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode
+
+import meta_rl_lessons.envs as envs
+from meta_rl_lessons.rl.policies import GaussianMLPPolicy
+
+
+def physics_rate(name: str, seconds: float = 1.5) -> float:
+    """Env-steps/s of raw ``mj_step`` on one core for family ``name``."""
+    env = envs.make_family(name).make_env()
+    env.reset(seed=0)
+    m, fs = env.model, env.frame_skip
+    d = mujoco.MjData(m)
+    rng = np.random.default_rng(0)
+    steps, spent = 0, 0.0
+    while spent < seconds:
+        mujoco.mj_resetData(m, d)
+        d.qpos[:] = env.init_qpos + rng.uniform(-0.1, 0.1, m.nq)
+        d.ctrl[:] = rng.uniform(-1, 1, m.nu)
+        t = time.perf_counter()
+        mujoco.mj_step(m, d, nstep=500)
+        spent += time.perf_counter() - t
+        steps += 500
+    return steps / spent / fs
+
+
+def gym_vector_rate(env_id: str, num_envs: int, mode: str, steps: int) -> float:
+    vec = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode,
+                       vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})
+    vec.reset(seed=0)
+    vec.action_space.seed(0)
+    actions = [vec.action_space.sample() for _ in range(16)]
+    vec.step(actions[0])
+    t = time.perf_counter()
+    for i in range(steps):
+        vec.step(actions[i % 16])
+    rate = steps * num_envs / (time.perf_counter() - t)
+    vec.close()
+    return rate
+
+
+def sampler_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, threads: int,
+                 repeats: int = 2) -> tuple[float, float]:
+    fam = envs.make_family(name, horizon=horizon)
+    sampler = envs.MetaBatchSampler(fam, num_tasks, num_episodes, seed=0, num_threads=threads)
+    obs_dim, act_dim = sampler.env.observation_shape[0], sampler.env.action_dim
+    policy = GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes=(64, 64), activation="tanh")
+    tasks = fam.sample_tasks(num_tasks, 0)
+    sampler.sample(tasks, policy, max_steps=5)  # warm-up
+    best, best_dt = 0.0, 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        batch = sampler.sample(tasks, policy)
+        dt = time.perf_counter() - t
+        if batch.num_steps / dt > best:
+            best, best_dt = batch.num_steps / dt, dt
+    sampler.env.close()
+    return best, best_dt
+
+
+def torch_env_rate(family, num_tasks: int, num_envs: int, steps: int) -> float:
+    env = family.make_batched(num_tasks, num_envs, seed=0)
+    env.set_tasks(family.sample_tasks(num_tasks, 0))
+    env.reset()
+    if env.discrete:
+        actions = torch.randint(0, env.num_actions, (num_tasks, num_envs))
+    else:
+        actions = torch.rand(num_tasks, num_envs, env.action_dim) * 0.2 - 0.1
+    env.step(actions)
+    t = time.perf_counter()
+    for _ in range(steps):
+        env.step(actions)
+    return steps * num_tasks * num_envs / (time.perf_counter() - t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small batches, for a fast check")
+    args = parser.parse_args()
+    q = args.quick
+    cores = os.cpu_count() or 1
+    print(f"machine: {platform.processor() or platform.machine()}, {cores} cores; torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), mujoco {mujoco.__version__}, gymnasium {gym.__version__}")
+
+    for name, (K, E, H) in [("HalfCheetahVel", (40, 20, 100)), ("AntDir", (20, 20, 100))]:
+        if q:
+            K, E, H = 4, 5, 50
+        one_core = physics_rate(name)
+        print(f"\n== {name}  (meta-batch {K} tasks x {E} episodes x horizon {H})")
+        print(f"physics limit, raw mj_step / frame skip: {one_core:10,.0f} env-steps/s per core")
+        gid = envs.make_family(name).env_id
+        n_sync = 8 if q else 40
+        r = gym_vector_rate(gid, n_sync, "sync", 20 if q else 100)
+        print(f"gymnasium SyncVectorEnv  ({n_sync:3d} envs, random actions): {r:10,.0f} env-steps/s "
+              f"= {r / one_core:5.1%} of the 1-core limit")
+        n_async = 2 if q else 8
+        r = gym_vector_rate(gid, n_async, "async", 20 if q else 200)
+        used = min(n_async, cores)
+        print(f"gymnasium AsyncVectorEnv ({n_async:3d} procs, random actions): {r:10,.0f} env-steps/s "
+              f"= {r / (one_core * used):5.1%} of the {used}-core limit")
+        for threads in sorted({1, min(2, cores)}):
+            rate, dt = sampler_rate(name, K, E, H, threads, repeats=1 if q else 2)
+            print(f"MetaBatchSampler + MLP policy, {threads} physics thread(s): {rate:10,.0f} env-steps/s "
+                  f"= {rate / (one_core * threads):5.1%} of the {threads}-core limit "
+                  f"({dt:.2f} s per meta-batch)")
+
+    print("\n== batched pure-torch envs (CPU)")
+    K, E = (100, 100) if q else (1000, 1000)
+    r = torch_env_rate(envs.BernoulliBanditFamily(), K, E, 20)
+    print(f"BernoulliBandit  {K}x{E} copies: {r:14,.0f} env-steps/s")
+    r = torch_env_rate(envs.TabularMDPFamily(), K, E, 20)
+    print(f"TabularMDP       {K}x{E} copies: {r:14,.0f} env-steps/s")
+    r = torch_env_rate(envs.Navigation2DFamily(), K, E, 20)
+    print(f"Navigation2D     {K}x{E} copies: {r:14,.0f} env-steps/s")
+    fam = envs.Navigation2DFamily()
+    sampler = envs.MetaBatchSampler(fam, 20, 20, seed=0)
+    policy = GaussianMLPPolicy(2, 2, hidden_sizes=(64, 64), activation="tanh")
+    tasks = fam.sample_tasks(20, 0)
+    sampler.sample(tasks, policy)
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        batch = sampler.sample(tasks, policy)
+        times.append(time.perf_counter() - t)
+    print(f"Navigation2D MetaBatchSampler 20 tasks x 20 episodes x 100 steps + MLP policy: "
+          f"{min(times) * 1e3:.1f} ms ({batch.num_steps / min(times):,.0f} env-steps/s)")
+
+
+if __name__ == "__main__":
+    main()
