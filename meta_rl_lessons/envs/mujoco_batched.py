@@ -15,9 +15,9 @@ Why this design (measured on the 2-core CPU machine of DESIGN §7, mujoco 4.0, H
 
 So copies are stepped in a loop, optionally split over ``num_threads`` Python threads (``mj_step``
 releases the GIL; by default one thread for cheap models like HalfCheetah, one per core for costly ones
-like Ant); copies whose episode has ended are not simulated; everything else (observations, rewards, termination) is vectorised in NumPy
-over all copies, using the same reward functions as the gymnasium environments, which the tests check step
-by step. A worker thread that raises propagates its exception out of ``step``; nothing can hang waiting
+like Ant); copies whose episode has ended are not simulated; everything else (observations, rewards,
+termination) is vectorised in NumPy over all copies, using the same reward functions as the gymnasium
+environments, which the tests check step by step. A worker thread that raises propagates its exception out of ``step``; nothing can hang waiting
 for a dead process because there are no processes.
 """
 
@@ -62,7 +62,8 @@ class BatchedMujocoEnv:
     skips_inactive = True
 
     def __init__(self, family: LocomotionFamily, num_tasks: int, num_envs: int,
-                 num_threads: int | None = None, seed: int | None = None, device: torch.device | str = "cpu", **env_kwargs: Any) -> None:
+                 num_threads: int | None = None, seed: int | None = None,
+                 device: torch.device | str = "cpu", **env_kwargs: Any) -> None:
         if torch.device(device).type != "cpu":
             raise ValueError("BatchedMujocoEnv runs on the CPU; move observations to the policy's device")
         self.family = family
