@@ -43,6 +43,7 @@ from meta_rl_lessons.rl.utils import (
     RunningMeanStd,
     check_finite,
     check_positive,
+    make_adam,
     progress,
     resolve_device,
     set_seed,
@@ -175,8 +176,8 @@ class PPO:
         self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
         self.policy.to(self.device)
         self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            [*self.policy.parameters(), *self.value.parameters()], lr=c.learning_rate, eps=c.adam_eps)
+        self.optimizer = make_adam([*self.policy.parameters(), *self.value.parameters()], c.learning_rate,
+                                   c.adam_eps)
         obs_rms = RunningMeanStd(obs_space.shape) if c.normalize_observations else None
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed, obs_normalizer=obs_rms)
         self.return_rms = RunningMeanStd(()) if c.normalize_rewards else None
@@ -222,7 +223,7 @@ class PPO:
         old_logp, adv, ret, old_values = (x.reshape(n) for x in (batch.log_probs, adv, ret, old_values))
         params = [*self.policy.parameters(), *self.value.parameters()]
         names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-        stats: dict[str, list[float]] = {k: [] for k in names}
+        stats: list[Tensor] = []  # one row of the metrics above per minibatch, read out once at the end
         stopped_early = False
         for _epoch in range(c.update_epochs):
             perm = torch.randperm(n, device=self.device)
@@ -255,14 +256,13 @@ class PPO:
                 if math.isfinite(c.max_grad_norm):
                     torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
-                stats["policy_loss"].append(pg_loss.item())
-                stats["value_loss"].append(v_loss.item())
-                stats["entropy"].append(entropy.item())
-                stats["approx_kl"].append(approx_kl.item())
-                stats["clip_fraction"].append(((ratio - 1).abs() > c.clip_coef).float().mean().item())
+                with torch.no_grad():
+                    clip_fraction = ((ratio - 1).abs() > c.clip_coef).float().mean()
+                    stats.append(torch.stack([pg_loss, v_loss, entropy, approx_kl, clip_fraction]))
             if stopped_early:
                 break
-        out = {k: float(np.mean(v)) if v else math.nan for k, v in stats.items()}
+        means = torch.stack(stats).mean(0).tolist() if stats else [math.nan] * len(names)
+        out = dict(zip(names, means, strict=True))
         var_ret = ret.var()
         out["explained_variance"] = float(1 - (ret - old_values).var() / var_ret) if var_ret > 0 else math.nan
         out["stopped_early"] = float(stopped_early)

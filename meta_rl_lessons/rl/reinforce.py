@@ -47,6 +47,7 @@ from meta_rl_lessons.rl.utils import (
     CSVLogger,
     check_finite,
     check_positive,
+    make_adam,
     progress,
     resolve_device,
     set_seed,
@@ -186,11 +187,11 @@ class REINFORCE:
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
         self.policy.to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=c.learning_rate)
+        self.optimizer = make_adam(self.policy.parameters(), c.learning_rate)
         self.value, self.baseline = None, None
         if c.baseline == "value":
             self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
-            self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=c.value_learning_rate)
+            self.value_optimizer = make_adam(self.value.parameters(), c.value_learning_rate)
         elif c.baseline == "linear":
             self.baseline = LinearFeatureBaseline()
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)

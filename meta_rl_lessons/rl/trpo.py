@@ -47,6 +47,7 @@ from meta_rl_lessons.rl.utils import (
     CSVLogger,
     check_finite,
     check_positive,
+    make_adam,
     progress,
     resolve_device,
     set_seed,
@@ -331,7 +332,7 @@ class TRPO:
         self.baseline = None
         if c.baseline == "value":
             self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
-            self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=c.value_learning_rate)
+            self.value_optimizer = make_adam(self.value.parameters(), c.value_learning_rate)
         elif c.baseline == "linear":
             self.baseline = LinearFeatureBaseline()
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)
