@@ -56,8 +56,9 @@ class TinyCategorical(nn.Module):
 def test_navigation_meta_batch_shapes_and_one_call_per_step(device):
     fam = envs.Navigation2DFamily()
     sampler = envs.MetaBatchSampler(fam, num_tasks=5, num_episodes=4, device=device, seed=0)
-    policy = TinyGaussian(2, 2).to(device)
-    tasks = fam.sample_tasks(5, 0)
+    torch.manual_seed(0)
+    policy = TinyGaussian(2, 2, std=1e-3).to(device)  # stays near the origin: no episode reaches its goal
+    tasks = [envs.NavigationTask((0.4 * (-1) ** k, 0.1 * k - 0.2)) for k in range(5)]
     batch = sampler.sample(tasks, policy)
     assert batch.batch_shape == (5, 4) and batch.horizon == 100
     assert batch.observations.shape == (100, 5, 4, 2) and batch.actions.shape == (100, 5, 4, 2)

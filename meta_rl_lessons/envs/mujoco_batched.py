@@ -17,8 +17,8 @@ So copies are stepped in a loop, optionally split over ``num_threads`` Python th
 releases the GIL; by default one thread for cheap models like HalfCheetah, one per core for costly ones
 like Ant); copies whose episode has ended are not simulated; everything else (observations, rewards,
 termination) is vectorised in NumPy over all copies, using the same reward functions as the gymnasium
-environments, which the tests check step by step. A worker thread that raises propagates its exception out of ``step``; nothing can hang waiting
-for a dead process because there are no processes.
+environments, which the tests check step by step. A worker thread that raises propagates its exception
+out of ``step``; nothing can hang waiting for a dead process because there are no processes.
 """
 
 from __future__ import annotations
