@@ -139,3 +139,15 @@ def test_running_mean_std_matches_numpy():
     other = RunningMeanStd((2,))
     other.load_state_dict(state)
     np.testing.assert_array_equal(other.normalize(data[:5]), rms.normalize(data[:5]))
+
+
+def test_running_mean_std_update_sequence_equals_step_by_step_updates():
+    rng = np.random.default_rng(1)
+    xs = rng.normal(2.0, 3.0, size=(50, 4))
+    a, b = RunningMeanStd(()), RunningMeanStd(())
+    expected = []
+    for t in range(50):
+        a.update(xs[t])
+        expected.append(a.var)
+    np.testing.assert_allclose(b.update_sequence(xs), expected, rtol=1e-9)
+    np.testing.assert_allclose([b.mean, b.var, b.count], [a.mean, a.var, a.count], rtol=1e-9)

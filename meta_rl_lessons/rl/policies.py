@@ -140,7 +140,11 @@ class _FunctionalNet(nn.Module):
         return obs if obs.dtype == dtype else obs.to(dtype)
 
     def _param_dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
+        # the first parameter of the network (cheaper than iterating self.parameters() on every call)
+        first = self.__dict__.get("_first_param")
+        if first is None:
+            first = self.__dict__["_first_param"] = next(self.parameters())
+        return first.dtype
 
     def _net_params(self, params: Params) -> dict[str, Tensor]:
         """Names of ``dict(self.named_parameters())`` mapped to the names inside ``self.net``."""

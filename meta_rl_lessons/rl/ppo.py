@@ -193,12 +193,13 @@ class PPO:
             return batch.rewards
         rewards = batch.rewards.cpu().numpy().astype(np.float64)
         dones = batch.dones.cpu().numpy()
-        out = np.empty_like(rewards)
+        discounted = np.empty_like(rewards)  # running discounted return of each environment, step by step
         for t in range(rewards.shape[0]):
             self._discounted = self._discounted * self.config.gamma + rewards[t]
-            self.return_rms.update(self._discounted)
-            out[t] = np.clip(rewards[t] / np.sqrt(self.return_rms.var + 1e-8), -10.0, 10.0)
+            discounted[t] = self._discounted
             self._discounted[dones[t]] = 0.0
+        variances = self.return_rms.update_sequence(discounted)  # [T]: the statistics after each step
+        out = np.clip(rewards / np.sqrt(variances[:, None] + 1e-8), -10.0, 10.0)
         return torch.as_tensor(out, dtype=batch.rewards.dtype, device=batch.device)
 
     @torch.no_grad()

@@ -149,8 +149,10 @@ class VectorSampler:
         return self.obs_normalizer.normalize(obs)
 
     @torch.no_grad()
-    def _act(self, obs_norm: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-        dist = self.policy(torch.as_tensor(obs_norm, device=self.device))
+    def _act(
+        self, obs_norm: np.ndarray, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        dist = self.policy(torch.as_tensor(obs_norm, device=device))
         action = dist.sample()
         log_prob = dist.log_prob(action)
         env_action = action.cpu().numpy()
@@ -217,9 +219,10 @@ class VectorSampler:
         if self._obs is None:
             self.reset()
         obs_norm = self._norm(self._obs)
+        device = self.device
         O, A, R, NO, TE, TR, LP = [], [], [], [], [], [], []
         for _ in range(num_steps):
-            action, log_prob, env_action = self._act(obs_norm)
+            action, log_prob, env_action = self._act(obs_norm, device)
             new_obs, next_obs, reward, terminated, truncated = self._step(env_action)
             O.append(obs_norm)
             A.append(action)
@@ -254,10 +257,11 @@ class VectorSampler:
         column = np.arange(E)  # the column each sub-environment is filling (>= num_episodes: done)
         time = np.zeros(E, dtype=np.int64)
         obs_norm = self._norm(self._obs)
+        device = self.device
         O, A, R, NO, TE, TR, LP, COL, TIME = [], [], [], [], [], [], [], [], []
         steps = 0
         while (column < num_episodes).any():
-            action, log_prob, env_action = self._act(obs_norm)
+            action, log_prob, env_action = self._act(obs_norm, device)
             new_obs, next_obs, reward, terminated, truncated = self._step(env_action, column < num_episodes)
             O.append(obs_norm)
             A.append(action)

@@ -175,13 +175,32 @@ class RunningMeanStd:
     def update(self, x: np.ndarray) -> None:
         """Fold a batch ``x [N, *shape]`` into the statistics."""
         x = np.asarray(x, dtype=np.float64)
-        b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        b_count = x.shape[0]
+        b_mean = x.sum(axis=0) / b_count
+        b_var = ((x - b_mean) ** 2).sum(axis=0) / b_count  # (np.var is slower for the tiny batches here)
         delta = b_mean - self.mean
         total = self.count + b_count
         self.mean = self.mean + delta * b_count / total
         m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / total
         self.var = m2 / total
         self.count = total
+
+    def update_sequence(self, xs: np.ndarray) -> np.ndarray:
+        r"""Fold ``xs [T, N, *shape]`` in one batch ``xs[t]`` at a time and return the variance after each
+        update, ``[T, *shape]``: the same numbers as ``T`` calls of :meth:`update`, without the Python loop.
+
+        Uses the pooled sums :math:`\sum x` and :math:`\sum x^2` (with the prior statistics as a pseudo-batch
+        of weight ``count``), in float64.
+        """
+        xs = np.asarray(xs, dtype=np.float64)
+        T, n = xs.shape[0], xs.shape[1]
+        counts = self.count + n * np.arange(1, T + 1).reshape(T, *([1] * (xs.ndim - 2)))
+        s1 = self.count * self.mean + np.cumsum(xs.sum(axis=1), axis=0)
+        s2 = self.count * (self.var + self.mean**2) + np.cumsum((xs**2).sum(axis=1), axis=0)
+        means = s1 / counts
+        variances = np.maximum(s2 / counts - means**2, 0.0)
+        self.mean, self.var, self.count = means[-1], variances[-1], float(counts[-1].reshape(-1)[0])
+        return variances
 
     def normalize(self, x: np.ndarray) -> np.ndarray:
         """``clip((x - mean) / sqrt(var + eps), -clip, clip)`` as float32."""
