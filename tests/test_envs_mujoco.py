@@ -144,3 +144,13 @@ def test_inactive_copies_are_not_simulated():
     moved = np.abs(benv.qpos - before).max(axis=1) > 0
     assert moved.tolist() == active[0].tolist()
     benv.close()
+
+
+def test_no_mujoco_log_file_in_working_directory(tmp_path, monkeypatch):
+    # gymnasium's half_cheetah.xml triggers a MuJoCo deprecation warning, which MuJoCo appends to
+    # ./MUJOCO_LOG.TXT unless a handler is installed; our envs route it to Python's warnings instead.
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(DeprecationWarning, match="settotalmass"):
+        envs.HalfCheetahVelFamily().make_env()
+    envs.AntDirFamily().make_env()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()

@@ -27,10 +27,13 @@ Episodes are truncated after ``horizon`` steps (default 200, the MAML paper's; p
 
 from __future__ import annotations
 
+import contextlib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import mujoco
 import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
@@ -267,10 +270,33 @@ class _LocomotionMixin(MetaEnvMixin):
         return obs, reward, terminated, self._t >= self.horizon, info
 
 
+@contextlib.contextmanager
+def _mujoco_warnings_as_python_warnings():
+    """Route MuJoCo's C-level warnings to Python's ``warnings`` while compiling a model.
+
+    gymnasium's ``half_cheetah.xml`` uses the ``settotalmass`` attribute, which MuJoCo 4 reports as
+    deprecated on stderr *and* by appending to a ``MUJOCO_LOG.TXT`` file in the current directory (a
+    chapter's folder, a user's project). With a user handler installed, MuJoCo does neither; deprecations
+    become ``DeprecationWarning`` (hidden by default), anything else a ``RuntimeWarning``.
+    """
+
+    def handler(msg: str) -> None:
+        category = DeprecationWarning if "deprecated" in msg else RuntimeWarning
+        warnings.warn(f"MuJoCo: {msg}", category, stacklevel=2)
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
 class _CheetahBase(_LocomotionMixin, HalfCheetahEnv):
     def __init__(self, family: LocomotionFamily, horizon: int = 200, task: Any = None,
                  **kwargs: Any) -> None:
-        HalfCheetahEnv.__init__(self, **kwargs)
+        with _mujoco_warnings_as_python_warnings():
+            HalfCheetahEnv.__init__(self, **kwargs)
         utils.EzPickle.__init__(self, family=family, horizon=horizon, task=task, **kwargs)
         self._setup(family, horizon, task)
 
@@ -281,7 +307,8 @@ class _CheetahBase(_LocomotionMixin, HalfCheetahEnv):
 class _AntBase(_LocomotionMixin, AntEnv):
     def __init__(self, family: LocomotionFamily, horizon: int = 200, task: Any = None,
                  **kwargs: Any) -> None:
-        AntEnv.__init__(self, **kwargs)
+        with _mujoco_warnings_as_python_warnings():
+            AntEnv.__init__(self, **kwargs)
         utils.EzPickle.__init__(self, family=family, horizon=horizon, task=task, **kwargs)
         self._setup(family, horizon, task)
 
