@@ -137,3 +137,17 @@ def test_mujoco_meta_batch_with_package_policy():
     batch2 = sampler.sample(tasks, policy, params=stacked)
     assert batch2.observations.shape == (20, 3, 2, 17)
     torch.testing.assert_close(batch2.log_probs, policy(batch2.observations).log_prob(batch2.actions))
+
+
+def test_rl2_trials_through_the_sampler():
+    fam = envs.BernoulliBanditFamily(num_arms=5, episode_length=1)
+    env = envs.RL2BatchedEnv(fam.make_batched(2, 3, seed=0), episodes_per_trial=4)
+    env.set_tasks(fam.sample_tasks(2, 0))
+    batch = envs.sample_episodes(env, TinyCategorical(5))
+    assert batch.horizon == 4 and batch.observations.shape == (4, 2, 3, 1 + 5 + 2) and batch.mask.all()
+    obs = batch.observations
+    assert (obs[0] == 0).all()  # trial start: no previous action, reward or done
+    prev = torch.nn.functional.one_hot(batch.actions[:-1], 5).float()
+    assert torch.equal(obs[1:, ..., 1:6], prev) and torch.equal(obs[1:, ..., 6], batch.rewards[:-1])
+    assert (obs[1:, ..., 7] == 1).all()  # every pull is a one-step episode
+    assert batch.truncated[-1].all() and not batch.dones[:-1].any()

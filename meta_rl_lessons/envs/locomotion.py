@@ -28,6 +28,7 @@ Episodes are truncated after ``horizon`` steps (default 200, the MAML paper's; p
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import warnings
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
 from .base import MetaEnvMixin, TaskFamily, check_range
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -276,13 +279,16 @@ def _mujoco_warnings_as_python_warnings():
 
     gymnasium's ``half_cheetah.xml`` uses the ``settotalmass`` attribute, which MuJoCo 4 reports as
     deprecated on stderr *and* by appending to a ``MUJOCO_LOG.TXT`` file in the current directory (a
-    chapter's folder, a user's project). With a user handler installed, MuJoCo does neither; deprecations
-    become ``DeprecationWarning`` (hidden by default), anything else a ``RuntimeWarning``.
+    chapter's folder, a user's project). With a user handler installed, MuJoCo does neither: deprecations
+    of gymnasium's assets (nothing a user can act on) go to this module's logger at INFO level, anything
+    else becomes a ``RuntimeWarning``.
     """
 
     def handler(msg: str) -> None:
-        category = DeprecationWarning if "deprecated" in msg else RuntimeWarning
-        warnings.warn(f"MuJoCo: {msg}", category, stacklevel=2)
+        if "deprecated" in msg:
+            _log.info("MuJoCo: %s", msg)
+        else:
+            warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=2)
 
     previous = mujoco.get_mju_user_warning()
     mujoco.set_mju_user_warning(handler)
