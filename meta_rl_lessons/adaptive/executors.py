@@ -162,8 +162,9 @@ class ProcessPoolExecutor(_Base):
 
     def _discard_pool(self) -> None:
         if self._pool is not None:
+            workers = list((getattr(self._pool, "_processes", None) or {}).values())  # our own workers
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for p in list(getattr(self._pool, "_processes", {}).values()):  # our own workers only
+            for p in workers:
                 if p.is_alive():
                     p.kill()
             self._pool = None
@@ -226,8 +227,9 @@ def make_executor(name: str = "process", workers: int | None = None) -> Executor
 
 # ---------------------------------------------------------------------------------------------- resuming
 def _json_safe(x: Any) -> Any:
+    """Non-finite floats as the strings ``"nan"``, ``"inf"``, ``"-inf"`` (strict JSON has no NaN)."""
     if isinstance(x, float) and not math.isfinite(x):
-        return None if math.isnan(x) else ("inf" if x > 0 else "-inf")
+        return str(x)
     if isinstance(x, dict):
         return {k: _json_safe(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -236,9 +238,7 @@ def _json_safe(x: Any) -> Any:
 
 
 def _from_json(x: Any) -> Any:
-    if x is None:
-        return math.nan
-    if x in ("inf", "-inf"):
+    if x in ("nan", "inf", "-inf"):
         return float(x)
     if isinstance(x, dict):
         return {k: _from_json(v) for k, v in x.items()}
@@ -266,15 +266,17 @@ class ResultStore:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             path = self.run_dir / "results.jsonl"
             if path.exists():
-                for n, line in enumerate(path.read_text().splitlines(), 1):
-                    if not line.strip():
-                        continue
+                lines = path.read_text().splitlines(keepends=True)
+                good: list[str] = []
+                for n, line in enumerate(lines, 1):
                     try:
                         row = _from_json(json.loads(line))
-                    except json.JSONDecodeError:  # a line cut by a crash mid-write: that segment reruns
-                        if n == len(path.read_text().splitlines()):
-                            continue
+                    except json.JSONDecodeError:
+                        if n == len(lines):  # cut by a crash mid-write: drop it, that segment reruns
+                            path.write_text("".join(good))
+                            break
                         raise ValueError(f"{path}: line {n} is not valid JSON") from None
+                    good.append(line if line.endswith("\n") else line + "\n")
                     self.results[row["trial_id"]] = SegmentResult(**row)
 
     def checkpoint_path(self, name: str) -> str | None:
