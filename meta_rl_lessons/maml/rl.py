@@ -1,0 +1,664 @@
+r"""MAML for reinforcement learning: MAML-TRPO (Finn et al. 2017) with a choice of meta-gradient estimator.
+
+Chapter "MAML for RL" (``chapters/02b-maml-rl.ipynb``). One meta-iteration, for a meta-batch of ``K`` tasks
+sampled together (one batched policy call per environment step for all tasks and episodes):
+
+1. sample pre-update episodes :math:`\mathcal D_k` with :math:`\theta`; fit a linear baseline per task;
+2. inner step(s) (eq. ``maml-rl-inner``): :math:`\theta'_k = \theta - \alpha\nabla_\theta
+   L^{\mathrm{in}}_k(\theta)` with a REINFORCE surrogate :math:`L^{\mathrm{in}}`, the graph kept
+   (``create_graph=True``) so the meta-gradient can flow through it;
+3. sample post-update episodes :math:`\mathcal D'_k` with :math:`\theta'_k`;
+4. outer objective: the importance-weighted surrogate on :math:`\mathcal D'_k`
+   (eq. ``maml-rl-outer``), :math:`L^{\mathrm{out}}(\theta) = -\frac1K\sum_k \hat{\mathbb E}_{\mathcal D'_k}
+   [\frac{\pi_{\theta'_k(\theta)}(a\mid s)}{\pi_{\theta'_{k,\mathrm{old}}}(a\mid s)} \hat A'_k]`;
+5. a TRPO step on :math:`\theta` whose mean KL :math:`\bar D(\theta) = \frac1K\sum_k \hat{\mathbb E}
+   [D_{\mathrm{KL}}(\pi_{\theta'_{k,\mathrm{old}}} \| \pi_{\theta'_k(\theta)})]` is measured *after* the inner
+   update, so its Hessian, at the current point, is (eq. ``meta-kl-hessian``)
+   :math:`\nabla^2\bar D = \frac1K\sum_k J_k^\top F_k(\theta'_k) J_k`, :math:`J_k = \partial\theta'_k /
+   \partial\theta = I - \alpha\nabla^2 L^{\mathrm{in}}_k(\theta)`; then a backtracking line search on the
+   exact surrogate and KL.
+
+**Meta-gradient estimators** (``estimator=``, eqs. ``maml-rl-objective``, ``maml-rl-score-term``). With
+sampled inner gradients MAML maximises :math:`J(\theta) = \mathbb E_{\mathcal D\sim\pi_\theta}
+[F(\theta'(\theta, \mathcal D))]`, :math:`F` the expected post-update return. Its gradient has two parts,
+:math:`\mathbb E[(\partial\theta'/\partial\theta)^\top\nabla F(\theta')] + \mathbb E[\nabla_\theta\log
+\pi_\theta(\mathcal D)\, F(\theta')]`:
+
+* ``"maml"``: the original estimator (Finn et al.; pytorch-maml-rl, learn2learn, garage) differentiates the
+  surrogate through :math:`\theta'` only and drops the second part, the *pre-update sampling term*: biased;
+* ``"dice"``: DiCE (Foerster et al. 2018) applied to the whole sampled computation: the outer objective is
+  multiplied by :math:`⊡(\log\pi_\theta(\mathcal D_k))` (the "magic box" :math:`⊡(x) = e^{x - \perp x}`,
+  value 1, gradient :math:`\nabla x`), which adds the missing term (with a leave-one-task-out baseline):
+  unbiased for :math:`\nabla J`;
+* ``"lvc"``: ProMP's low-variance curvature (Rothfuss et al. 2019): the inner surrogate uses the likelihood
+  ratio :math:`\pi_\theta/\perp\pi_\theta` instead of :math:`\log\pi_\theta`, which adds the per-step
+  :math:`\nabla\log\pi\nabla\log\pi^\top\hat A` curvature term; it recovers the missing term to first order
+  in :math:`\alpha` with much lower variance than DiCE;
+* ``first_order=True``: :math:`\partial\theta'/\partial\theta` replaced by :math:`I` (no second derivatives).
+
+Shapes: batches are ``[T, K, E, ...]`` (time, tasks, episodes; :class:`~meta_rl_lessons.rl.batch.EpisodeBatch`
+from :class:`~meta_rl_lessons.envs.MetaBatchSampler`); *stacked* parameter dicts have a leading ``K``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.distributions import kl_divergence
+
+from meta_rl_lessons.envs import MetaBatchSampler, make_family
+from meta_rl_lessons.envs.base import TaskFamily
+from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_returns, gae
+from meta_rl_lessons.rl.batch import EpisodeBatch
+from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from meta_rl_lessons.rl.trpo import conjugate_gradient, flat_concat, line_search, unflatten_like
+from meta_rl_lessons.rl.utils import CSVLogger, check_positive, progress, resolve_device, set_seed
+
+__all__ = [
+    "ESTIMATORS",
+    "FVP_METHODS",
+    "MAMLTRPO",
+    "MAMLTRPOConfig",
+    "TaskData",
+    "adapt",
+    "inner_loss",
+    "magic_box",
+    "meta_fvp_direct",
+    "meta_fvp_factorized",
+    "outer_loss",
+    "task_data",
+]
+
+#: Meta-gradient estimators (see the module docstring).
+ESTIMATORS: tuple[str, ...] = ("maml", "dice", "lvc")
+#: Ways to compute the meta-KL's Hessian-vector products (see :func:`meta_fvp_direct`).
+FVP_METHODS: tuple[str, ...] = ("factorized", "direct")
+
+
+def check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown meta-gradient estimator {estimator!r}; allowed: {', '.join(ESTIMATORS)}")
+
+
+def magic_box(x: Tensor) -> Tensor:
+    r"""DiCE's :math:`⊡(x) = \exp(x - \perp x)`: evaluates to 1, and :math:`\nabla ⊡(x) = ⊡(x)\nabla x`."""
+    return torch.exp(x - x.detach())
+
+
+# ============================================================================ per-task data
+@dataclass
+class TaskData:
+    """One sampled batch, task-major, with what the surrogates need. ``K`` tasks, ``T`` steps, ``E`` episodes.
+
+    ==================  ====================  ===================================================
+    field               shape                 meaning
+    ==================  ====================  ===================================================
+    ``obs``             ``[K, T, E, obs]``    observations
+    ``actions``         ``[K, T, E, ...]``    actions
+    ``mask``            ``[K, T, E]``         1 for real steps
+    ``weights``         ``[K, T, E]``         :math:`\\Psi_t`: advantages (normalised per task if asked)
+    ``returns``         ``[K]``               mean discounted episode return :math:`\\hat F_k`
+    ``scale``           ``[K]``               factor turning a return into surrogate units (see below)
+    ``num_steps``       ``[K]``               real steps per task
+    ==================  ====================  ===================================================
+
+    The surrogates average over a task's real steps and use normalised advantages, so a return enters the
+    DiCE score term divided by ``scale = mean episode length x advantage std`` (1 x 1 when not normalised).
+    """
+
+    obs: Tensor
+    actions: Tensor
+    mask: Tensor
+    weights: Tensor
+    returns: Tensor
+    scale: Tensor
+    num_steps: Tensor
+
+    @property
+    def num_tasks(self) -> int:
+        return self.obs.shape[0]
+
+    def subsample(self, fraction: float, generator: torch.Generator | None = None) -> TaskData:
+        """The same tasks with a random ``fraction`` of the episodes (at least one), for curvature."""
+        E = self.obs.shape[2]
+        n = max(1, int(round(fraction * E)))
+        if n >= E:
+            return self
+        idx = torch.randperm(E, generator=generator)[:n].to(self.obs.device)
+        pick = lambda x: x.index_select(2, idx)  # noqa: E731
+        mask = pick(self.mask)
+        return TaskData(pick(self.obs), pick(self.actions), mask, pick(self.weights), self.returns,
+                        self.scale, mask.sum(dim=(1, 2)))
+
+
+def _per_task_normalize(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """``x, mask [T, K, E]`` -> (normalised x, std [K]) over each task's real steps."""
+    n = mask.sum(dim=(0, 2)).clamp_min(2.0)
+    mean = (x * mask).sum(dim=(0, 2)) / n
+    var = (((x - mean.view(1, -1, 1)) * mask) ** 2).sum(dim=(0, 2)) / (n - 1)
+    std = var.sqrt() + 1e-8
+    return (x - mean.view(1, -1, 1)) / std.view(1, -1, 1) * mask, std
+
+
+def task_data(batch: EpisodeBatch, gamma: float = 0.99, gae_lambda: float = 1.0, baseline: bool = True,
+              normalize: bool = True) -> TaskData:
+    r"""Advantages and returns of a ``[T, K, E]`` meta-batch, task-major, for the surrogates.
+
+    Returns are Monte-Carlo (eq. return) without bootstrapping: the horizon is part of each task (a
+    finite-horizon return), so the end of an episode is treated as terminal. The baseline is the per-task
+    linear feature baseline (eq. linear-baseline) fitted on the batch, as in Finn et al. (2017); advantages
+    are GAE (eq. gae, :math:`\lambda = 1`: :math:`G_t - V(s_t)`), normalised per task if ``normalize``.
+    """
+    if len(batch.batch_shape) != 2:
+        raise ValueError(f"task_data needs a batch [T, K, E, ...], got batch shape {batch.batch_shape}")
+    ends = batch.terminated | batch.truncated
+    returns = discounted_returns(batch.rewards, gamma, ends, None, batch.mask)
+    if baseline:
+        bl = LinearFeatureBaseline(per_task=True).fit(batch, returns)
+        values, next_values = bl.predict(batch), bl.predict_next(batch)
+        adv, _ = gae(batch.rewards, values, next_values, ends, torch.zeros_like(ends), gamma, gae_lambda,
+                     batch.mask)
+    else:
+        adv = returns
+    std = torch.ones(batch.batch_shape[0], device=batch.device, dtype=adv.dtype)
+    if normalize:
+        adv, std = _per_task_normalize(adv, batch.mask)
+    num_steps = batch.mask.sum(dim=(0, 2))
+    episode_len = num_steps / batch.batch_shape[1]
+    first = returns[0]  # [K, E]: G_0 of every episode
+    scale = episode_len * std if normalize else torch.ones_like(std)
+    tm = lambda x: x.transpose(0, 1)  # noqa: E731  [T, K, ...] -> [K, T, ...]
+    return TaskData(tm(batch.observations), tm(batch.actions), tm(batch.mask), tm(adv).detach(),
+                    first.mean(dim=1), scale, num_steps)
+
+
+# ============================================================================ surrogates
+def _log_probs(policy, params: dict[str, Tensor], data: TaskData) -> Tensor:
+    """:math:`\\log\\pi_{\\theta_k}(a\\mid s)` ``[K, T, E]`` with stacked per-task params."""
+    return policy.per_task(data.obs, params).log_prob(data.actions)
+
+
+def _masked_task_mean(x: Tensor, data: TaskData) -> Tensor:
+    return (x * data.mask).sum(dim=(1, 2)) / data.num_steps.clamp_min(1.0)
+
+
+def inner_loss(policy, params: dict[str, Tensor], data: TaskData, estimator: str = "maml") -> Tensor:
+    r"""Per-task inner surrogate loss ``[K]`` (eq. ``maml-rl-inner``), averaged over each task's real steps.
+
+    * ``"maml"`` and ``"dice"``: :math:`-\hat{\mathbb E}[\log\pi_\theta(a\mid s)\,\Psi]` (REINFORCE);
+    * ``"lvc"``: :math:`-\hat{\mathbb E}[\frac{\pi_\theta(a\mid s)}{\perp\pi_\theta(a\mid s)}\Psi]`
+      (eq. ``lvc``):
+      same value and gradient, its Hessian adds :math:`\nabla\log\pi\,\nabla\log\pi^\top\Psi` per step.
+
+    Args:
+        params: stacked ``[K, *shape]`` parameters (each task its own copy of :math:`\theta`).
+    """
+    check_estimator(estimator)
+    logp = _log_probs(policy, params, data)
+    term = magic_box(logp) if estimator == "lvc" else logp
+    return -_masked_task_mean(term * data.weights, data)
+
+
+def adapt(policy, params: dict[str, Tensor], data: TaskData, inner_lr: float, estimator: str = "maml",
+          create_graph: bool = True, first_order: bool = False) -> dict[str, Tensor]:
+    r"""One inner step for every task: :math:`\theta'_k = \theta_k - \alpha\nabla L^{\mathrm{in}}_k`.
+
+    Args:
+        params: shared ``{name: [*shape]}`` (expanded to every task) or stacked ``{name: [K, *shape]}``.
+        data: the pre-update :class:`TaskData` of the ``K`` tasks.
+        create_graph: keep the graph of the inner gradient (needed to differentiate through the step).
+        first_order: treat the inner gradient as a constant: :math:`\partial\theta'/\partial\theta = I`.
+
+    Returns:
+        stacked adapted parameters ``{name: [K, *shape]}``, differentiable w.r.t. ``params``.
+    """
+    check_positive("inner_lr", inner_lr)
+    K = data.num_tasks
+    stacked = {n: (p if _is_stacked(policy, n, p) else p.unsqueeze(0).expand(K, *p.shape))
+               for n, p in params.items()}
+    # Outside grad mode (line search, evaluation) nothing is differentiated through: fresh leaves. (A view
+    # made under no_grad of a leaf still claims requires_grad, but is not connected to the graph.)
+    tracking = torch.is_grad_enabled()
+    with torch.enable_grad():
+        grad_inputs = {n: (p if tracking and p.requires_grad else p.detach().requires_grad_(True))
+                       for n, p in stacked.items()}
+        losses = inner_loss(policy, grad_inputs, data, estimator)
+        if not bool(torch.isfinite(losses).all()):
+            raise FloatingPointError(f"inner loss is not finite: {losses.detach().cpu().tolist()}")
+        grads = torch.autograd.grad(losses.sum(), list(grad_inputs.values()),
+                                    create_graph=create_graph and not first_order)
+    if first_order or not create_graph:
+        grads = [g.detach() for g in grads]
+    return {n: p - inner_lr * g for (n, p), g in zip(grad_inputs.items(), grads, strict=True)}
+
+
+def _is_stacked(policy, name: str, p: Tensor) -> bool:
+    own = dict(policy.named_parameters())[name]
+    return p.dim() == own.dim() + 1
+
+
+def outer_loss(policy, adapted: dict[str, Tensor], post: TaskData, old_log_probs: Tensor,
+               estimator: str = "maml", pre_log_probs: Sequence[Tensor] = (),
+               pre_data: Sequence[TaskData] = ()) -> Tensor:
+    r"""The meta-surrogate loss (eq. ``maml-rl-outer``), a scalar averaged over tasks.
+
+    :math:`-\frac1K\sum_k\hat{\mathbb E}_{\mathcal D'_k}[r\,\Psi']` with the ratio
+    :math:`r = \pi_{\theta'_k}(a\mid s)/\pi_{\theta'_{k,\mathrm{old}}}(a\mid s)`. For ``"dice"`` each task
+    adds the pre-update sampling term (eq. ``maml-rl-score-term``)
+    :math:`-(⊡(\textstyle\sum\log\pi_{\theta}(\mathcal D_k)) - 1)(\hat F_k - b_k)/\mathrm{scale}_k`, zero in
+    value, whose gradient is :math:`-\nabla\log\pi_\theta(\mathcal D_k)(\hat F_k - b_k)/\mathrm{scale}_k` with
+    the leave-one-task-out baseline :math:`b_k = \mathrm{mean}_{j\ne k}\hat F_j` (independent of
+    :math:`\mathcal D_k`, so unbiased).
+
+    Args:
+        adapted: stacked :math:`\theta'_k` ``[K, *shape]`` (a function of :math:`\theta`).
+        post: post-update :class:`TaskData`; old_log_probs: ``[K, T, E]`` under
+            :math:`\theta'_{\mathrm{old}}`.
+        pre_log_probs: for ``"dice"``, the log-probabilities ``[K, T, E]`` of every pre-update batch under the
+            parameters that sampled it (functions of :math:`\theta`); pre_data: the matching
+            :class:`TaskData`.
+    """
+    check_estimator(estimator)
+    ratio = torch.exp(_log_probs(policy, adapted, post) - old_log_probs)
+    per_task = -_masked_task_mean(ratio * post.weights, post)
+    if estimator == "dice":
+        if len(pre_log_probs) == 0 or len(pre_log_probs) != len(pre_data):
+            raise ValueError("estimator 'dice' needs the pre-update log-probabilities and their TaskData")
+        log_p = sum((lp * d.mask).sum(dim=(1, 2)) for lp, d in zip(pre_log_probs, pre_data, strict=True))
+        F = post.returns.detach()
+        K = F.shape[0]
+        b = (F.sum() - F) / (K - 1) if K > 1 else torch.zeros_like(F)
+        per_task = per_task - (magic_box(log_p) - 1.0) * (F - b) / post.scale
+    return per_task.mean()
+
+
+def _mean_kl(policy, adapted: dict[str, Tensor], post: TaskData, old_dist) -> Tensor:
+    """Mean over tasks of the masked mean KL(pi_old || pi_theta'_k) over real post-update steps."""
+    kl = kl_divergence(old_dist, policy.per_task(post.obs, adapted))
+    return _masked_task_mean(kl, post).mean()
+
+
+# ============================================================================ meta-KL Hessian-vector products
+def meta_fvp_direct(kl_fn: Callable[[], Tensor], params: Sequence[Tensor], damping: float = 0.0
+                    ) -> Callable[[Tensor], Tensor]:
+    r"""``v -> (\nabla^2\bar D + \lambda I)v`` by double backprop through the whole meta-KL.
+
+    ``kl_fn()`` must compute :math:`\bar D(\theta)` *through* the inner update (adapted parameters built with
+    ``create_graph=True``). The KL's gradient graph is built once (third-order through the inner step) and
+    every product is one backward pass over it. Exact; the reference for :func:`meta_fvp_factorized`.
+    """
+    params = list(params)
+    kl = kl_fn()
+    grads = torch.autograd.grad(kl, params, create_graph=True)
+    flat = flat_concat(grads)
+
+    def product(v: Tensor) -> Tensor:
+        hv = torch.autograd.grad(flat @ v.detach(), params, retain_graph=True, allow_unused=True)
+        out = [torch.zeros_like(p) if h is None else h for p, h in zip(params, hv, strict=True)]
+        return flat_concat(out) + damping * v
+
+    return product
+
+
+def meta_fvp_factorized(policy, params: dict[str, Tensor], pre: TaskData, post: TaskData, old_dist,
+                        inner_lr: float, estimator: str = "maml", first_order: bool = False,
+                        damping: float = 0.0, adapted: dict[str, Tensor] | None = None,
+                        fisher_point: dict[str, Tensor] | None = None) -> Callable[[Tensor], Tensor]:
+    r"""``v -> (\frac1K\sum_k J_k^\top F_k J_k + \lambda I)v``: the exact meta-KL Hessian, here.
+
+    At :math:`\theta = \theta_{\mathrm{old}}` the KL's gradient w.r.t. :math:`\theta'` vanishes, so the
+    second-derivative term of the chain rule drops and :math:`\nabla^2\bar D = \frac1K\sum_k J_k^\top F_k J_k`
+    (eq. ``meta-kl-hessian``), :math:`J_k = \partial\theta'_k/\partial\theta`. Per product: :math:`J_k v`
+    (a Hessian-vector product of the inner loss, by the double-backward trick), :math:`F_k u` at
+    :math:`\theta'_k` (the post-update KL's gradient graph, built once), and :math:`J_k^\top w` (one backward
+    through the inner step, graph built once). Only one inner step is supported (``inner_steps=1``).
+
+    ``pre`` and ``post`` may be episode subsamples (curvature subsampling): the product is then an estimate.
+    ``adapted`` may pass :math:`\theta'` already computed from ``params`` and ``pre`` with
+    ``create_graph=True`` (its graph is reused, not rebuilt). ``fisher_point``: the adapted parameters at
+    which :math:`F_k` is taken (default: ``adapted``); with subsampled ``pre`` it must be the full-batch
+    :math:`\theta'_{\mathrm{old}}` that ``old_dist`` was computed with, so that :math:`F_k` is a Fisher matrix
+    (positive semi-definite) and only :math:`J_k` is estimated from the subsample.
+    """
+    names = list(params)
+    theta = [params[n] for n in names]
+    if adapted is None:
+        adapted = adapt(policy, params, pre, inner_lr, estimator, create_graph=True, first_order=first_order)
+    a_list = [adapted[n] for n in names]
+    # J^T w: one backward through the inner step (graph kept); J v: derivative of J^T u w.r.t. a dummy u.
+    dummy = [torch.zeros_like(a, requires_grad=True) for a in a_list]
+    if first_order:
+        jt_dummy = None
+    else:
+        jt_dummy = flat_concat(torch.autograd.grad(a_list, theta, grad_outputs=dummy, create_graph=True))
+    # F at theta': the post-update KL as a function of detached adapted parameters.
+    point = [fisher_point[n] for n in names] if fisher_point is not None else a_list
+    leaf = [a.detach().clone().requires_grad_(True) for a in point]
+    kl = _mean_kl(policy, dict(zip(names, leaf, strict=True)), post, old_dist)
+    kl_grad = flat_concat(torch.autograd.grad(kl, leaf, create_graph=True))
+
+    def product(v: Tensor) -> Tensor:
+        v = v.detach()
+        if first_order:
+            # J = I for every task: J v is v repeated, J^T w sums the tasks.
+            u = flat_concat([vi.unsqueeze(0).expand_as(a) for vi, a in
+                             zip(unflatten_like(v, theta), a_list, strict=True)])
+        else:
+            u = flat_concat(torch.autograd.grad(jt_dummy @ v, dummy, retain_graph=True))
+        fu = torch.autograd.grad(kl_grad @ u, leaf, retain_graph=True)
+        if first_order:
+            out = flat_concat([f.sum(0) for f in fu])
+        else:
+            out = flat_concat(torch.autograd.grad(a_list, theta, grad_outputs=fu, retain_graph=True))
+        return out + damping * v
+
+    return product
+
+
+# ============================================================================ trainer
+@dataclass
+class MAMLTRPOConfig:
+    """Hyper-parameters of :class:`MAMLTRPO` (defaults: pytorch-maml-rl's 2D-navigation config)."""
+
+    family: str = "Navigation2D"
+    """Task family name (``meta_rl_lessons.envs.FAMILIES``), e.g. ``"Navigation2D"``, ``"HalfCheetahVel"``."""
+    family_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the family (e.g. ``{"horizon": 100}``)."""
+    meta_batch_size: int = 20
+    """``K``: tasks per meta-iteration (20 for 2D navigation, 40 for locomotion)."""
+    num_episodes: int = 20
+    """``E``: episodes per task, both before and after adaptation."""
+    iterations: int = 500
+    """Meta-iterations."""
+    inner_lr: float = 0.1
+    r"""Inner step size :math:`\alpha`."""
+    inner_steps: int = 1
+    """Inner gradient steps during meta-training (fresh episodes before each)."""
+    estimator: str = "maml"
+    """Meta-gradient estimator: ``"maml"`` (original, biased), ``"dice"`` (unbiased) or ``"lvc"`` (ProMP)."""
+    first_order: bool = False
+    r"""Drop the second derivatives: :math:`\partial\theta'/\partial\theta \approx I`."""
+    gamma: float = 0.99
+    r"""Discount :math:`\gamma`."""
+    gae_lambda: float = 1.0
+    r"""GAE :math:`\lambda` (1: Monte-Carlo advantages :math:`G_t - V(s_t)`)."""
+    normalize_advantages: bool = True
+    """Normalise advantages per task (inner and outer), as pytorch-maml-rl does."""
+    baseline: bool = True
+    """Subtract the per-task linear feature baseline (False: plain returns, as in the exact tests)."""
+    max_kl: float = 0.01
+    r"""Trust-region radius :math:`\delta` of the meta-update."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations."""
+    cg_damping: float = 1e-5
+    """Damping added to the meta-KL Hessian."""
+    fvp_method: str = "factorized"
+    """``"factorized"`` (:math:`J^T F J`, eq. meta-kl-hessian) or ``"direct"`` (double backprop)."""
+    curvature_subsample: float = 1.0
+    """Fraction of each task's episodes used for the Hessian-vector products (factorized only)."""
+    backtrack_ratio: float = 0.8
+    """Line-search shrink factor."""
+    max_backtracks: int = 15
+    """Line-search steps tried."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Policy hidden widths (the paper: (100, 100) ReLU; pytorch-maml-rl: (64, 64) tanh)."""
+    activation: str = "tanh"
+    """Hidden activation."""
+    init_log_std: float = 0.0
+    """Initial log-std of a Gaussian policy."""
+    seed: int = 0
+    """Seed of torch, the task sampler and the environments."""
+    device: str = "cpu"
+    """``"cpu"``, ``"cuda"`` or ``"auto"``: where the policy and the batched (torch) environments run."""
+    num_threads: int = 1
+    """MuJoCo physics threads of the batched locomotion env."""
+    progress: bool = False
+    """Show a progress bar."""
+    log_path: str | None = None
+    """CSV file of per-iteration metrics (``None``: in memory)."""
+
+    def __post_init__(self) -> None:
+        check_estimator(self.estimator)
+        if self.fvp_method not in FVP_METHODS:
+            raise ValueError(f"unknown fvp_method {self.fvp_method!r}; allowed: {', '.join(FVP_METHODS)}")
+        for name in ("meta_batch_size", "num_episodes", "iterations", "inner_steps", "cg_iters",
+                     "max_backtracks", "num_threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"MAMLTRPOConfig.{name} must be a positive int, got {value!r}")
+        for name in ("inner_lr", "max_kl"):
+            check_positive(f"MAMLTRPOConfig.{name}", getattr(self, name))
+        check_positive("MAMLTRPOConfig.cg_damping", self.cg_damping, allow_zero=True)
+        if not 0 < self.curvature_subsample <= 1:
+            raise ValueError(f"MAMLTRPOConfig.curvature_subsample must lie in (0, 1], got "
+                             f"{self.curvature_subsample!r}")
+        if self.fvp_method == "factorized" and self.inner_steps > 1:
+            raise ValueError("fvp_method='factorized' supports inner_steps=1; use fvp_method='direct'")
+        if self.curvature_subsample < 1 and self.fvp_method != "factorized":
+            raise ValueError("curvature_subsample < 1 needs fvp_method='factorized'")
+        for name in ("gamma", "gae_lambda"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"MAMLTRPOConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if self.estimator == "dice" and self.meta_batch_size < 2:
+            raise ValueError("estimator 'dice' needs meta_batch_size >= 2 (leave-one-task-out baseline)")
+        self.hidden_sizes = tuple(self.hidden_sizes)
+
+
+def _detached(params: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach() for k, v in params.items()}
+
+
+def _make_policy(env, hidden_sizes, activation, init_log_std):
+    obs_dim = int(np.prod(env.observation_shape))
+    if getattr(env, "num_actions", None):
+        return CategoricalMLPPolicy(obs_dim, env.num_actions, hidden_sizes, activation)
+    return GaussianMLPPolicy(obs_dim, env.action_dim, hidden_sizes, activation, init_log_std)
+
+
+class MAMLTRPO:
+    """MAML-TRPO trainer: ``MAMLTRPO(config).train()``, one :meth:`iteration` at a time, or :meth:`evaluate`.
+
+    Attributes:
+        family: the task family; policy: the meta-policy (its parameters are :math:`\\theta`);
+        sampler: the :class:`~meta_rl_lessons.envs.MetaBatchSampler`; logger: per-iteration metrics.
+    """
+
+    def __init__(self, config: MAMLTRPOConfig, family: TaskFamily | None = None) -> None:
+        self.config = c = config
+        set_seed(c.seed)
+        self.device = resolve_device(c.device)
+        self.family = family if family is not None else make_family(c.family, **c.family_kwargs)
+        self.sampler = MetaBatchSampler(self.family, c.meta_batch_size, c.num_episodes, device=self.device,
+                                        seed=c.seed, num_threads=c.num_threads)
+        self.policy = _make_policy(self.sampler.env, c.hidden_sizes, c.activation, c.init_log_std)
+        self.policy.to(self.device)
+        self.task_rng = np.random.default_rng(c.seed)
+        self.iterations_done = 0
+        self.logger = CSVLogger(c.log_path)
+        self._gen = torch.Generator().manual_seed(c.seed)
+
+    # ------------------------------------------------------------------ pieces
+    def _data(self, batch: EpisodeBatch) -> TaskData:
+        c = self.config
+        return task_data(batch, c.gamma, c.gae_lambda, baseline=c.baseline, normalize=c.normalize_advantages)
+
+    def sample_meta_batch(self, tasks: Sequence[Any]) -> dict[str, Any]:
+        """Pre-update episodes, inner step(s), post-update episodes for ``tasks`` (no meta-gradient yet)."""
+        c = self.config
+        params = dict(self.policy.named_parameters())
+        pres, pre_returns = [], []
+        current: dict[str, Tensor] | None = None
+        for _ in range(c.inner_steps):
+            with torch.no_grad():
+                batch = self.sampler.sample(tasks, self.policy,
+                                            None if current is None else _detached(current))
+            pre_returns.append(batch.episode_returns().mean(dim=1))
+            data = self._data(batch)
+            pres.append(data)
+            current = adapt(self.policy, params if current is None else current, data, c.inner_lr,
+                            c.estimator, create_graph=False)
+        with torch.no_grad():
+            post_batch = self.sampler.sample(tasks, self.policy, {k: v.detach() for k, v in current.items()})
+        return {"pre": pres, "post": self._data(post_batch), "pre_returns": pre_returns,
+                "post_returns": post_batch.episode_returns().mean(dim=1), "steps": sum(int(
+                    d.num_steps.sum()) for d in pres) + post_batch.num_steps}
+
+    def _adapted(self, params: dict[str, Tensor], pres: list[TaskData], create_graph: bool
+                 ) -> tuple[dict[str, Tensor], list[Tensor]]:
+        """:math:`\\theta'(\\theta)` through all inner steps, and the pre-update log-probs (for DiCE)."""
+        c = self.config
+        current = params
+        logps = []
+        for data in pres:
+            stacked = current if current is not params else {
+                n: p.unsqueeze(0).expand(data.num_tasks, *p.shape) for n, p in params.items()}
+            if c.estimator == "dice":
+                logps.append(_log_probs(self.policy, stacked, data))
+            current = adapt(self.policy, stacked, data, c.inner_lr, c.estimator, create_graph=create_graph,
+                            first_order=c.first_order)
+        return current, logps
+
+    def meta_gradient(self, sample: dict[str, Any], retain_graph: bool = False) -> dict[str, Any]:
+        """The meta-surrogate loss at :math:`\\theta` and its gradient ``g`` (flat), by the chosen estimator.
+
+        This is the estimate the TRPO step follows (``-g`` is an ascent direction of the post-update return);
+        the exact-gradient tests average it over many samples.
+
+        Returns:
+            dict with ``loss``, ``g`` ``[n]``, ``adapted`` (stacked, with graph), ``old`` (detached adapted
+            parameters), ``old_dist`` and ``old_log_probs`` on the post-update data.
+        """
+        c = self.config
+        pres, post = sample["pre"], sample["post"]
+        params = dict(self.policy.named_parameters())
+        theta = list(params.values())
+        adapted, logps = self._adapted(params, pres, create_graph=True)
+        with torch.no_grad():
+            old = _detached(adapted)
+            old_dist = self.policy.per_task(post.obs, old)
+            old_logp = old_dist.log_prob(post.actions)
+        loss = outer_loss(self.policy, adapted, post, old_logp, c.estimator, logps, pres)
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(f"MAML-TRPO surrogate loss is not finite ({loss.item()})")
+        g = flat_concat(torch.autograd.grad(loss, theta, retain_graph=retain_graph))
+        return {"loss": loss.detach(), "g": g, "adapted": adapted, "old": old, "old_dist": old_dist,
+                "old_log_probs": old_logp}
+
+    def meta_step(self, sample: dict[str, Any]) -> dict[str, float]:
+        """One TRPO step on :math:`\\theta` (eqs. maml-rl-outer, meta-kl-hessian), line search included."""
+        c = self.config
+        pres, post = sample["pre"], sample["post"]
+        names = [n for n, _ in self.policy.named_parameters()]
+        params = dict(self.policy.named_parameters())
+        theta = [params[n] for n in names]
+        reuse = c.fvp_method == "direct" or (c.curvature_subsample == 1 and not c.first_order)
+        mg = self.meta_gradient(sample, retain_graph=reuse)
+        loss, g, adapted, old = mg["loss"], mg["g"], mg["adapted"], mg["old"]
+        old_dist, old_logp = mg["old_dist"], mg["old_log_probs"]
+        if c.fvp_method == "direct":
+            fvp = meta_fvp_direct(lambda: _mean_kl(self.policy, adapted, post, old_dist), theta, c.cg_damping)
+        else:
+            pre_c, post_c, dist_c = pres[0], post, old_dist
+            if c.curvature_subsample < 1:
+                pre_c = pres[0].subsample(c.curvature_subsample, self._gen)
+                post_c = post.subsample(c.curvature_subsample, self._gen)
+                with torch.no_grad():
+                    dist_c = self.policy.per_task(post_c.obs, old)
+            fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, c.estimator,
+                                      c.first_order, c.cg_damping, adapted if reuse else None, old)
+        direction = conjugate_gradient(fvp, -g, c.cg_iters)
+        shs = 0.5 * (direction @ fvp(direction))
+        if not torch.isfinite(shs) or shs <= 0:
+            raise FloatingPointError(
+                f"MAML-TRPO: s^T H s = {float(shs):.3e} is not positive; raise cg_damping")
+        full_step = direction * torch.sqrt(c.max_kl / shs)
+        del fvp
+
+        def evaluate(step: Tensor) -> tuple[float, float]:
+            steps = unflatten_like(step, theta)
+            new = {n: p.detach() + d for n, p, d in zip(names, theta, steps, strict=True)}
+            adapted_new, logps_new = self._adapted(new, pres, create_graph=False)
+            with torch.no_grad():
+                lo = outer_loss(self.policy, adapted_new, post, old_logp, c.estimator, logps_new, pres)
+                return float(lo), float(_mean_kl(self.policy, adapted_new, post, old_dist))
+
+        result = line_search(evaluate, full_step, float(loss.detach()), c.max_kl, None, 0.0,
+                             c.backtrack_ratio, c.max_backtracks)
+        if result.accepted:
+            with torch.no_grad():
+                for p, d in zip(theta, unflatten_like(result.step, theta), strict=True):
+                    p.add_(d)
+        return {"surrogate_before": float(loss.detach()), "surrogate_after": result.loss, "kl": result.kl,
+                "step_fraction": result.fraction, "accepted": float(result.accepted)}
+
+    def iteration(self) -> dict[str, float]:
+        """Sample a meta-batch of training tasks, adapt, take one meta-step; returns the logged row."""
+        c = self.config
+        t0 = time.perf_counter()
+        tasks = self.family.sample_tasks(c.meta_batch_size, self.task_rng, split="train")
+        sample = self.sample_meta_batch(tasks)
+        t1 = time.perf_counter()
+        stats = self.meta_step(sample)
+        t2 = time.perf_counter()
+        self.iterations_done += 1
+        row = {"iteration": self.iterations_done,
+               "return_pre": float(sample["pre_returns"][0].mean()),
+               "return_post": float(sample["post_returns"].mean()),
+               "env_steps": float(sample["steps"]),
+               **stats, "sample_time": t1 - t0, "update_time": t2 - t1}
+        self.logger.log(row)
+        return row
+
+    def train(self, iterations: int | None = None) -> CSVLogger:
+        """Run ``iterations`` (default ``config.iterations``) more meta-iterations."""
+        n = self.config.iterations if iterations is None else iterations
+        bar = progress(total=n, desc=f"MAML-TRPO ({self.config.estimator})", enabled=self.config.progress)
+        for _ in range(n):
+            row = self.iteration()
+            bar.set_postfix(pre=f"{row['return_pre']:.1f}", post=f"{row['return_post']:.1f}", refresh=False)
+            bar.update(1)
+        bar.close()
+        return self.logger
+
+    # ------------------------------------------------------------------ evaluation protocol
+    def evaluate(self, tasks: Sequence[Any], step_sizes: Sequence[float] = (0.1, 0.05, 0.05),
+                 num_episodes: int | None = None, seed: int = 10_000) -> Tensor:
+        """Mean return per task after 0, 1, ..., ``len(step_sizes)`` adaptation steps: ``[steps + 1, K]``.
+
+        The protocol of Finn et al. (2017): on each (held-out) task, sample episodes with the current
+        parameters, take a REINFORCE step (step size 0.1 first, then 0.05) with a freshly fitted linear
+        baseline, sample again. The original estimator's inner loss is used (all estimators share its value).
+        """
+        c = self.config
+        E = num_episodes or c.num_episodes
+        sampler = MetaBatchSampler(self.family, len(tasks), E, device=self.device, seed=seed,
+                                   num_threads=c.num_threads)
+        params = {k: v.detach() for k, v in self.policy.named_parameters()}
+        current = None
+        out = []
+        for i in range(len(step_sizes) + 1):
+            with torch.no_grad():
+                batch = sampler.sample(tasks, self.policy, current)
+            out.append(batch.episode_returns().mean(dim=1).cpu())
+            if i == len(step_sizes):
+                break
+            data = self._data(batch)
+            new = adapt(self.policy, params if current is None else current, data, step_sizes[i], "maml",
+                        create_graph=False)
+            current = {k: v.detach() for k, v in new.items()}
+        return torch.stack(out)
+
+    def state_dict(self) -> dict:
+        return {"config": asdict(self.config), "policy": self.policy.state_dict(),
+                "iterations_done": self.iterations_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.iterations_done = int(state["iterations_done"])
+
