@@ -16,7 +16,6 @@ BUILD_TEST    := _build/test
 JB_FLAGS      := -W -n --keep-going
 
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 # Offscreen MuJoCo rendering on a machine without a display or GPU.
 export MUJOCO_GL ?= osmesa
 export PYOPENGL_PLATFORM ?= osmesa

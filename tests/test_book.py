@@ -6,6 +6,7 @@ skip with a reason unless ``META_RL_SITE`` names a built site.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -56,8 +57,14 @@ def test_built_pages_pass_the_browser_check():
     by_page = {r.page: r for r in reports}
     # The notation page is mostly math; make sure the check actually saw it typeset.
     assert by_page["book/notation.html"].maths > 10
-    # The set-up check shows a rendered MuJoCo frame.
-    assert by_page["chapters/00-setup-check.html"].images >= 1
+    # Every notebook cell that shows a matplotlib figure must leave an image in the page (a non-inline
+    # backend, e.g. MPLBACKEND=Agg in the build's environment, silently drops them all).
+    for notebook in sorted((ROOT / "chapters").glob("*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        shown = sum("plt.show()" in "".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        page = by_page[f"chapters/{notebook.stem}.html"]
+        assert page.output_images >= shown, f"{notebook.name}: {shown} figures, {page.output_images} in page"
+    assert by_page["chapters/00-setup-check.html"].output_images >= 1
 
 
 def _break(page: Path, pattern: str, replacement: str, count: int = 1) -> None:

@@ -54,7 +54,8 @@ async () => {
                          .map(el => (el.getAttribute('data-mjx-error') || el.textContent).slice(0, 80));
   const brokenImages = imgs.filter(img => !(img.complete && img.naturalWidth > 0))
                            .map(img => img.getAttribute('src'));
-  return {maths: maths.length, untypeset, texErrors, brokenImages, images: imgs.length};
+  const outputImages = document.querySelectorAll('.cell_output img').length;
+  return {maths: maths.length, untypeset, texErrors, brokenImages, images: imgs.length, outputImages};
 }
 """
 
@@ -73,9 +74,12 @@ class Problem:
 
 @dataclass(frozen=True)
 class PageReport:
+    """What the check saw on one page: math elements, all images, and images among cell outputs."""
+
     page: str
     maths: int
     images: int
+    output_images: int
 
 
 def pages(site: Path) -> list[Path]:
@@ -195,7 +199,7 @@ def check_site(site: Path | str, timeout_ms: int = 30_000) -> tuple[list[Problem
                 problems += [Problem(name, "math", f"untypeset: {text!r}") for text in result["untypeset"]]
                 problems += [Problem(name, "tex-error", text) for text in result["texErrors"]]
                 problems += [Problem(name, "image", f"did not load: {src}") for src in result["brokenImages"]]
-                reports.append(PageReport(name, result["maths"], result["images"]))
+                reports.append(PageReport(name, result["maths"], result["images"], result["outputImages"]))
         finally:
             browser.close()
     return problems, reports
@@ -207,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     problems, reports = check_site(Path(args.site))
     for report in reports:
-        print(f"  {report.page}: {report.maths} math elements, {report.images} images")
+        print(f"  {report.page}: {report.maths} math elements, {report.images} images "
+              f"({report.output_images} in cell outputs)")
     for problem in problems:
         print(problem)
     print(f"check_site: {len(reports)} pages, {len(problems)} problem(s)")
