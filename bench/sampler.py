@@ -6,7 +6,8 @@ Prints, in env-steps per second:
    divided by the frame skip, times the number of cores (threads) a sampler uses;
 2. gymnasium's own vector envs (``SyncVectorEnv`` and ``AsyncVectorEnv``) with a random policy;
 3. this package's ``MetaBatchSampler`` with a 64x64 tanh ``GaussianMLPPolicy`` in the loop (one batched
-   policy call per step), as env-steps/s and as a fraction of the limit for the same number of cores;
+   policy call per step), stepping in-process (1 or 2 threads) or in 2 worker processes, as env-steps/s
+   and as a fraction of the limit for the same number of cores;
 4. the batched pure-torch bandit and 2D navigation envs.
 
 Usage: ``python bench/sampler.py [--quick]`` (``--quick`` shrinks every batch for a fast check).
@@ -63,10 +64,13 @@ def gym_vector_rate(env_id: str, num_envs: int, mode: str, steps: int) -> float:
     return rate
 
 
-def sampler_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, threads: int,
-                 repeats: int = 2) -> tuple[float, float]:
+def sampler_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, workers: int, threads: int,
+                 repeats: int = 2) -> tuple[float, float, float]:
     fam = envs.make_family(name, horizon=horizon)
-    sampler = envs.MetaBatchSampler(fam, num_tasks, num_episodes, seed=0, num_threads=threads)
+    start = time.perf_counter()
+    sampler = envs.MetaBatchSampler(fam, num_tasks, num_episodes, seed=0, num_workers=workers,
+                                    num_threads=threads)
+    startup = time.perf_counter() - start
     obs_dim, act_dim = sampler.env.observation_shape[0], sampler.env.action_dim
     policy = GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes=(64, 64), activation="tanh")
     tasks = fam.sample_tasks(num_tasks, 0)
@@ -78,8 +82,8 @@ def sampler_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, thr
         dt = time.perf_counter() - t
         if batch.num_steps / dt > best:
             best, best_dt = batch.num_steps / dt, dt
-    sampler.env.close()
-    return best, best_dt
+    sampler.close()
+    return best, best_dt, startup
 
 
 def torch_env_rate(family, num_tasks: int, num_envs: int, steps: int) -> float:
@@ -122,11 +126,14 @@ def main() -> None:
         used = min(n_async, cores)
         print(f"gymnasium AsyncVectorEnv ({n_async:3d} procs, random actions): {r:10,.0f} env-steps/s "
               f"= {r / (one_core * used):5.1%} of the {used}-core limit")
-        for threads in sorted({1, min(2, cores)}):
-            rate, dt = sampler_rate(name, K, E, H, threads, repeats=1 if q else 2)
-            print(f"MetaBatchSampler + MLP policy, {threads} physics thread(s): {rate:10,.0f} env-steps/s "
-                  f"= {rate / (one_core * threads):5.1%} of the {threads}-core limit "
-                  f"({dt:.2f} s per meta-batch)")
+        two = min(2, cores)
+        for label, workers, threads, used in [("in-process, 1 thread  ", 0, 1, 1),
+                                              (f"in-process, {two} threads ", 0, two, two),
+                                              (f"{two} worker processes   ", two, 1, two)]:
+            rate, dt, startup = sampler_rate(name, K, E, H, workers, threads, repeats=1 if q else 2)
+            print(f"MetaBatchSampler + MLP policy, {label}: {rate:10,.0f} env-steps/s "
+                  f"= {rate / (one_core * used):5.1%} of the {used}-core limit "
+                  f"({dt:.2f} s per meta-batch; start-up {startup:.1f} s)")
 
     print("\n== batched pure-torch envs (CPU)")
     K, E = (100, 100) if q else (1000, 1000)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -76,11 +80,13 @@ def test_horizon_truncates():
     assert flags == [False] * 6 + [True]
 
 
-@pytest.mark.parametrize("name, threads", [("HalfCheetahVel", 1), ("AntVel", 2), ("AntGoal", 1)])
-def test_batched_mujoco_equals_gymnasium(name, threads):
+@pytest.mark.parametrize("name, threads, workers", [
+    ("HalfCheetahVel", 1, 0), ("AntVel", 2, 0), ("AntGoal", 1, 0), ("AntDir", 1, 2),
+])
+def test_batched_mujoco_equals_gymnasium(name, threads, workers):
     fam = envs.make_family(name, horizon=25)
     tasks = fam.sample_tasks(2, 0)
-    benv = fam.make_batched(2, 2, num_threads=threads, seed=0)
+    benv = fam.make_batched(2, 2, num_threads=threads, num_workers=workers, seed=0)
     benv.set_tasks(tasks)
     benv.reset()
     gyms = []
@@ -104,7 +110,7 @@ def test_batched_mujoco_equals_gymnasium(name, threads):
 
 def test_batched_mujoco_reset_distribution_and_errors():
     fam = envs.HalfCheetahVelFamily()
-    benv = fam.make_batched(2, 50, seed=0)
+    benv = fam.make_batched(2, 50, seed=0, num_workers=0)
     with pytest.raises(RuntimeError, match="set_tasks"):
         benv.reset()
     benv.set_tasks(fam.sample_tasks(2, 0))
@@ -118,9 +124,33 @@ def test_batched_mujoco_reset_distribution_and_errors():
         benv.step(torch.zeros(2, 50, 5))
 
 
-def test_batched_mujoco_worker_error_surfaces():
+def test_worker_process_death_and_errors_surface_without_hanging():
+    fam = envs.HalfCheetahVelFamily(horizon=5)
+    benv = fam.make_batched(1, 4, num_workers=1, seed=0, timeout=60)
+    benv.set_tasks(fam.sample_tasks(1, 0))
+    benv.reset()
+    benv.step(torch.zeros(1, 4, 6))
+    with pytest.raises(RuntimeError, match="unknown command 'bogus'"):  # an exception inside a worker
+        benv._call("bogus")
+    with pytest.raises(RuntimeError, match="unusable after a worker failure"):
+        benv.step(torch.zeros(1, 4, 6))
+
+    benv = fam.make_batched(1, 4, num_workers=2, seed=0, timeout=60)
+    benv.set_tasks(fam.sample_tasks(1, 0))
+    benv.reset()
+    procs = list(benv._workers)
+    os.kill(procs[1].pid, signal.SIGKILL)  # a crashed worker process
+    procs[1].join(5)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"worker 1 .* died with exit code -9"):
+        benv.step(torch.zeros(1, 4, 6))
+    assert time.monotonic() - start < 10
+    assert not any(p.is_alive() for p in procs)  # the surviving worker was shut down too
+
+
+def test_batched_mujoco_thread_error_surfaces():
     fam = envs.AntDirFamily(horizon=5)
-    benv = fam.make_batched(1, 4, num_threads=2, seed=0)
+    benv = fam.make_batched(1, 4, num_threads=2, num_workers=0, seed=0)
     benv.set_tasks(fam.sample_tasks(1, 0))
     benv.reset()
 
@@ -135,7 +165,7 @@ def test_batched_mujoco_worker_error_surfaces():
 
 def test_inactive_copies_are_not_simulated():
     fam = envs.HalfCheetahDirFamily(horizon=5)
-    benv = fam.make_batched(1, 6, num_threads=2, seed=0)
+    benv = fam.make_batched(1, 6, num_threads=2, num_workers=0, seed=0)
     benv.set_tasks(fam.sample_tasks(1, 0))
     benv.reset()
     before = benv.qpos.copy()

@@ -23,6 +23,8 @@ out of ``step``; nothing can hang waiting for a dead process because there are n
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
 import time
 from collections.abc import Sequence
@@ -38,6 +40,90 @@ from .base import as_generator
 from .locomotion import LocomotionFamily, _AntBase
 
 
+# ---------------------------------------------------------------------------------------------- buffers
+def _buffer_shapes(n: int, model: mujoco.MjModel, is_ant: bool) -> dict[str, tuple[int, ...]]:
+    """Arrays shared by the driver and the physics (threads or worker processes), all float64."""
+    nq, nv, nu = model.nq, model.nv, model.nu
+    return {
+        "ctrl": (n, nu), "qpos": (n, nq), "qvel": (n, nv), "xy": (n, 2),
+        "contact": (n, model.nbody if is_ant else 0, 6),
+        "active": (n,), "reset_flag": (n,), "reset_qpos": (n, nq), "reset_qvel": (n, nv),
+    }
+
+
+def _views(raws: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    # RawArrays are allocated with at least one element, so take exactly the elements each shape needs.
+    return {k: np.frombuffer(raws[k], dtype=np.float64)[: int(np.prod(v))].reshape(v)
+            for k, v in shapes.items()}
+
+
+def _read(buf: dict[str, np.ndarray], i: int, d: mujoco.MjData, is_ant: bool) -> None:
+    buf["qpos"][i] = d.qpos
+    buf["qvel"][i] = d.qvel
+    if is_ant:
+        buf["xy"][i] = d.xpos[1, :2]  # torso position, as gymnasium's Ant reads it after the step
+        buf["contact"][i] = d.cfrc_ext
+    else:
+        buf["xy"][i, 0] = d.qpos[0]  # HalfCheetah: root x position
+
+
+def _step_copies(model, datas, offset, indices, buf, frame_skip, is_ant) -> None:
+    """Step copies ``indices`` (global) whose ``MjData`` are ``datas[i - offset]``: the inner loop."""
+    ctrl = buf["ctrl"]
+    for i in indices:
+        d = datas[i - offset]
+        d.ctrl[:] = ctrl[i]
+        mujoco.mj_step(model, d, frame_skip)
+        if is_ant:  # contact forces for the observation and the contact cost (as gymnasium does)
+            mujoco.mj_rnePostConstraint(model, d)
+        _read(buf, i, d, is_ant)
+
+
+def _reset_copies(model, datas, offset, indices, buf, is_ant) -> None:
+    """Put copies ``indices`` in the states ``reset_qpos/reset_qvel``, as gymnasium's ``set_state``."""
+    for i in indices:
+        d = datas[i - offset]
+        mujoco.mj_resetData(model, d)
+        d.qpos[:] = buf["reset_qpos"][i]
+        d.qvel[:] = buf["reset_qvel"][i]
+        mujoco.mj_forward(model, d)
+        _read(buf, i, d, is_ant)
+
+
+def _worker_main(conn, family, env_kwargs, lo, hi, raws, shapes) -> None:  # pragma: no cover - subprocess
+    """A physics worker: owns copies ``lo..hi-1``, waits for ``"step"``/``"reset"``, answers on ``conn``."""
+    import traceback
+
+    try:
+        env = family.make_env(**env_kwargs)
+        model, fs, is_ant = env.model, env.frame_skip, isinstance(env, _AntBase)
+        datas = [mujoco.MjData(model) for _ in range(lo, hi)]
+        buf = _views(raws, shapes)
+        conn.send(("ok", None))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+        return
+    while True:
+        try:
+            cmd = conn.recv()
+        except EOFError:
+            return
+        if cmd == "close":
+            return
+        try:
+            if cmd == "step":
+                idx = lo + np.flatnonzero(buf["active"][lo:hi])
+                _step_copies(model, datas, lo, idx.tolist(), buf, fs, is_ant)
+            elif cmd == "reset":
+                idx = lo + np.flatnonzero(buf["reset_flag"][lo:hi])
+                _reset_copies(model, datas, lo, idx.tolist(), buf, is_ant)
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+            conn.send(("ok", None))
+        except Exception:
+            conn.send(("error", traceback.format_exc()))
+
+
 class BatchedMujocoEnv:
     """``[num_tasks, num_envs]`` copies of a locomotion family's env, stepped together.
 
@@ -48,11 +134,16 @@ class BatchedMujocoEnv:
     Args:
         family: a :class:`~meta_rl_lessons.envs.locomotion.LocomotionFamily`.
         num_tasks, num_envs: batch shape ``K x E``.
-        num_threads: threads stepping the physics (1 = the calling thread only). ``None`` chooses by the
+        num_workers: worker *processes* for the physics, each owning a contiguous block of copies; ``0``
+            steps in this process. ``None`` (default) uses one worker per core (at most 8) when there are
+            at least 2 cores and 64 copies, else 0. Workers start with ``start_method`` (default ``spawn``:
+            safe with threads and CUDA in the parent; about a second to start).
+        num_threads: in-process physics threads, used when ``num_workers == 0``. ``None`` chooses by the
             model's cost: 1 thread when one env step takes under 80 µs of physics (HalfCheetah, about
             30 µs: the per-copy Python work holds the GIL and threads only contend), else one per core,
-            at most 8 (Ant, about 145 µs: 2 threads give about 1.4-2x on 2 cores).
+            at most 8 (Ant, about 145 µs).
         seed: seed of the reset noise (``numpy.random.Generator``).
+        timeout: seconds to wait for the workers on one call before raising ``TimeoutError``.
         env_kwargs: passed to the family's gymnasium env (e.g. ``reset_noise_scale``).
     """
 
@@ -63,7 +154,8 @@ class BatchedMujocoEnv:
 
     def __init__(self, family: LocomotionFamily, num_tasks: int, num_envs: int,
                  num_threads: int | None = None, seed: int | None = None,
-                 device: torch.device | str = "cpu", **env_kwargs: Any) -> None:
+                 device: torch.device | str = "cpu", num_workers: int | None = None,
+                 start_method: str = "spawn", timeout: float = 600.0, **env_kwargs: Any) -> None:
         if torch.device(device).type != "cpu":
             raise ValueError("BatchedMujocoEnv runs on the CPU; move observations to the policy's device")
         self.family = family
@@ -80,20 +172,47 @@ class BatchedMujocoEnv:
         self.action_dim = self.model.nu
         self.observation_shape = env.observation_space.shape
         self.n = self.num_tasks * self.num_envs
-        self.datas = [mujoco.MjData(self.model) for _ in range(self.n)]
-        nq, nv = self.model.nq, self.model.nv
-        self.qpos = np.zeros((self.n, nq))
-        self.qvel = np.zeros((self.n, nv))
-        self.xy = np.zeros((self.n, 2))
-        self.contact = np.zeros((self.n, self.model.nbody, 6)) if self.is_ant else None
         self.steps = np.zeros(self.n, dtype=np.int64)
-        if num_threads is None:
-            num_threads = 1 if self._physics_seconds_per_step() < 80e-6 else min(8, os.cpu_count() or 1)
-        self.num_threads = max(1, int(num_threads))
-        self._pool = ThreadPoolExecutor(self.num_threads) if self.num_threads > 1 else None
         self.rng = as_generator(seed)
         self.tasks: list[Any] | None = None
-        self._ctrl = np.zeros((self.n, self.action_dim))
+        self.timeout = float(timeout)
+        self._pool: ThreadPoolExecutor | None = None
+        self._workers: list[Any] = []
+        self._conns: list[Any] = []
+        self._broken: str | None = None
+        cores = os.cpu_count() or 1
+        if num_workers is None:
+            num_workers = min(cores, 8) if cores > 1 and self.n >= 64 else 0
+        self.num_workers = max(0, min(int(num_workers), self.n))
+        shapes = _buffer_shapes(self.n, self.model, self.is_ant)
+        if self.num_workers == 0:
+            raws = {k: np.zeros(int(np.prod(v))) for k, v in shapes.items()}
+            self.datas = [mujoco.MjData(self.model) for _ in range(self.n)]
+            if num_threads is None:
+                num_threads = 1 if self._physics_seconds_per_step() < 80e-6 else min(8, cores)
+            self.num_threads = max(1, int(num_threads))
+            self._pool = ThreadPoolExecutor(self.num_threads) if self.num_threads > 1 else None
+        else:
+            ctx = mp.get_context(start_method)
+            raws = {k: ctx.RawArray("d", max(1, int(np.prod(v)))) for k, v in shapes.items()}
+            self.datas = []
+            self.num_threads = 1
+            bounds = np.linspace(0, self.n, self.num_workers + 1).astype(int)
+            self._blocks = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
+            for lo, hi in self._blocks:
+                parent, child = ctx.Pipe()
+                args = (child, family, env_kwargs, lo, hi, raws, shapes)
+                proc = ctx.Process(target=_worker_main, args=args,
+                                   daemon=True, name=f"mujoco-worker-{lo}-{hi}")
+                proc.start()
+                child.close()
+                self._workers.append(proc)
+                self._conns.append(parent)
+            self._wait_all("start")
+        self._buf = _views(raws, shapes)
+        self.qpos, self.qvel, self.xy = self._buf["qpos"], self._buf["qvel"], self._buf["xy"]
+        self.contact = self._buf["contact"] if self.is_ant else None
+        self._ctrl = self._buf["ctrl"]
 
     def _physics_seconds_per_step(self, steps: int = 40) -> float:
         """Wall time of one env step's physics (``frame_skip`` x ``mj_step``) on a scratch ``MjData``."""
@@ -120,9 +239,23 @@ class BatchedMujocoEnv:
         self.params = np.repeat(params, self.num_envs, axis=0)  # [K*E] or [K*E, 2]
 
     def close(self) -> None:
+        """Stop the threads and worker processes (idempotent)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+        for conn in self._conns:
+            try:
+                conn.send("close")
+            except (OSError, ValueError):
+                pass
+        for proc in self._workers:
+            proc.join(timeout=2)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=2)
+        for conn in self._conns:
+            conn.close()
+        self._workers, self._conns = [], []
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         try:
@@ -131,26 +264,53 @@ class BatchedMujocoEnv:
             pass
 
     # ------------------------------------------------------------------ physics
-    def _read(self, i: int, d: mujoco.MjData) -> None:
-        self.qpos[i] = d.qpos
-        self.qvel[i] = d.qvel
-        if self.is_ant:
-            self.xy[i] = d.xpos[1, :2]
-            self.contact[i] = d.cfrc_ext
-        else:
-            self.xy[i, 0] = d.qpos[0]
+    def _wait_all(self, what: str) -> None:
+        """Wait for every worker's answer; a dead or failing worker raises instead of hanging."""
+        pending = dict(enumerate(self._conns))
+        errors = []
+        deadline = time.monotonic() + self.timeout
+        while pending:
+            waitables = list(pending.values()) + [self._workers[w].sentinel for w in pending]
+            ready = mp_connection.wait(waitables, timeout=max(0.0, deadline - time.monotonic()))
+            if not ready:
+                self._fail(f"MuJoCo workers {sorted(pending)} did not answer {what!r} within "
+                           f"{self.timeout} s", TimeoutError)
+            for w, conn in list(pending.items()):
+                if conn.poll():
+                    status, message = conn.recv()
+                    del pending[w]
+                    if status != "ok":
+                        errors.append(f"worker {w} (copies {self._blocks[w]}) raised:\n{message}")
+                elif not self._workers[w].is_alive():
+                    proc = self._workers[w]
+                    self._fail(f"MuJoCo worker {w} (pid {proc.pid}, copies {self._blocks[w]}) died with exit "
+                               f"code {proc.exitcode} during {what!r}")
+        if errors:
+            self._fail("\n".join(errors))
 
-    def _step_indices(self, indices: list[int]) -> None:
-        m, fs, ant, ctrl = self.model, self.frame_skip, self.is_ant, self._ctrl
-        for i in indices:
-            d = self.datas[i]
-            d.ctrl[:] = ctrl[i]
-            mujoco.mj_step(m, d, fs)
-            if ant:  # contact forces for the observation and the contact cost (as gymnasium does)
-                mujoco.mj_rnePostConstraint(m, d)
-            self._read(i, d)
+    def _fail(self, message: str, kind: type[Exception] = RuntimeError) -> None:
+        self._broken = message
+        self.close()
+        raise kind(message)
+
+    def _call(self, cmd: str) -> None:
+        if self._broken is not None:
+            raise RuntimeError(f"BatchedMujocoEnv is unusable after a worker failure: {self._broken}")
+        for w, conn in enumerate(self._conns):
+            try:
+                conn.send(cmd)
+            except OSError:  # broken pipe: the worker is gone
+                proc = self._workers[w]
+                proc.join(timeout=1)
+                self._fail(f"MuJoCo worker {w} (pid {proc.pid}, copies {self._blocks[w]}) died with exit "
+                           f"code {proc.exitcode} before {cmd!r}")
+        self._wait_all(cmd)
 
     def _run(self, active: np.ndarray | None) -> None:
+        if self._workers or self._broken is not None:
+            self._buf["active"][:] = 1.0 if active is None else active
+            self._call("step")
+            return
         idx = np.arange(self.n) if active is None else np.flatnonzero(active)
         if self._pool is None or len(idx) < 2 * self.num_threads:
             self._step_indices(idx.tolist())
@@ -158,7 +318,20 @@ class BatchedMujocoEnv:
         chunks = [c.tolist() for c in np.array_split(idx, self.num_threads)]
         futures = [self._pool.submit(self._step_indices, c) for c in chunks]
         for f in futures:
-            f.result()  # re-raises a worker's exception here
+            f.result()  # re-raises a thread's exception here
+
+    def _step_indices(self, indices: list[int]) -> None:
+        _step_copies(self.model, self.datas, 0, indices, self._buf, self.frame_skip, self.is_ant)
+
+    def _reset_indices(self, idx: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
+        self._buf["reset_qpos"][idx] = qpos
+        self._buf["reset_qvel"][idx] = qvel
+        if self._workers or self._broken is not None:
+            self._buf["reset_flag"][:] = 0.0
+            self._buf["reset_flag"][idx] = 1.0
+            self._call("reset")
+        else:
+            _reset_copies(self.model, self.datas, 0, np.asarray(idx).tolist(), self._buf, self.is_ant)
 
     # ------------------------------------------------------------------ observations
     def _obs(self) -> np.ndarray:
@@ -187,19 +360,13 @@ class BatchedMujocoEnv:
         s = env._reset_noise_scale
         qpos = env.init_qpos + self.rng.uniform(-s, s, size=(len(idx), m.nq))
         qvel = env.init_qvel + s * self.rng.standard_normal((len(idx), m.nv))
-        for j, i in enumerate(idx):
-            self.set_state(int(i), qpos[j], qvel[j])
+        self._reset_indices(idx, qpos, qvel)
         self.steps[idx] = 0
         return self._obs()
 
     def set_state(self, i: int, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """Put copy ``i`` (flat index) in state ``(qpos, qvel)``, as gymnasium's ``reset``/``set_state``."""
-        d = self.datas[i]
-        mujoco.mj_resetData(self.model, d)
-        d.qpos[:] = qpos
-        d.qvel[:] = qvel
-        mujoco.mj_forward(self.model, d)
-        self._read(i, d)
+        self._reset_indices(np.array([i]), np.asarray(qpos)[None], np.asarray(qvel)[None])
 
     def step_numpy(self, actions: np.ndarray, active: np.ndarray | None = None):
         """Step all copies with ``actions [K*E, act_dim]``; returns float64/bool arrays ``[K*E, ...]``:

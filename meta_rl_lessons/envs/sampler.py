@@ -6,8 +6,9 @@
 
 * cheap families (bandits, tabular MDPs, 2D navigation) step a pure-torch batched env on the sampler's
   device (CPU or GPU);
-* MuJoCo families step :class:`~meta_rl_lessons.envs.mujoco_batched.BatchedMujocoEnv` (one ``MjData`` per
-  copy in one process; the module docstring there gives the measurements behind this choice).
+* MuJoCo families step :class:`~meta_rl_lessons.envs.mujoco_batched.BatchedMujocoEnv`: one ``MjData`` per
+  copy, split over worker processes (or stepped in this process for small batches); the module docstring
+  there gives the measurements behind this choice.
 
 At every step the policy is called **once** for all ``num_tasks x num_episodes`` observations
 ``[K, E, obs_dim]``: ``policy(obs)`` with shared parameters, or ``policy.per_task(obs, params)`` with
@@ -119,19 +120,21 @@ class MetaBatchSampler:
         num_episodes: ``E``, episodes per task.
         device: where the torch batched env runs (cheap families); MuJoCo always steps on the CPU.
         seed: seed of the environments' randomness (reset noise, stochastic rewards/transitions).
-        num_threads: physics threads for MuJoCo families; ``None`` chooses by the model's cost
-            (see :class:`~meta_rl_lessons.envs.mujoco_batched.BatchedMujocoEnv`).
+        num_workers: physics worker processes for MuJoCo families (``0``: step in this process; ``None``:
+            one per core for meta-batches of at least 64 episodes on a multi-core machine).
+        num_threads: in-process physics threads for MuJoCo families when ``num_workers == 0``; ``None``
+            chooses by the model's cost (see :class:`~meta_rl_lessons.envs.mujoco_batched.BatchedMujocoEnv`).
     """
 
     def __init__(self, family: TaskFamily, num_tasks: int, num_episodes: int, *,
-                 device: torch.device | str = "cpu", seed: int | None = None, num_threads: int | None = None,
-                 **env_kwargs: Any) -> None:
+                 device: torch.device | str = "cpu", seed: int | None = None, num_workers: int | None = None,
+                 num_threads: int | None = None, **env_kwargs: Any) -> None:
         from .locomotion import LocomotionFamily
 
         self.family = family
         if isinstance(family, LocomotionFamily):
-            self.env = family.make_batched(num_tasks, num_episodes, num_threads=num_threads, seed=seed,
-                                           **env_kwargs)
+            self.env = family.make_batched(num_tasks, num_episodes, num_workers=num_workers,
+                                           num_threads=num_threads, seed=seed, **env_kwargs)
         else:
             self.env = family.make_batched(num_tasks, num_episodes, device=device, seed=seed, **env_kwargs)
 
@@ -142,6 +145,12 @@ class MetaBatchSampler:
     @property
     def num_episodes(self) -> int:
         return self.env.num_envs
+
+    def close(self) -> None:
+        """Stop the MuJoCo worker processes, if any (also done when the sampler is garbage-collected)."""
+        close = getattr(self.env, "close", None)
+        if close is not None:
+            close()
 
     def sample(self, tasks: Sequence[Any], policy: Any, params: dict[str, Tensor] | None = None,
                max_steps: int | None = None) -> EpisodeBatch:
