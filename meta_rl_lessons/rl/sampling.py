@@ -33,9 +33,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import nn
 
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.utils import RunningMeanStd
+from meta_rl_lessons.rl.utils import RunningMeanStd, mujoco_warnings_to_python
 
-__all__ = ["VectorSampler", "make_vector_env"]
+__all__ = ["VectorSampler", "make_env", "make_vector_env"]
 
 
 def make_vector_env(
@@ -59,13 +59,21 @@ def make_vector_env(
         raise ValueError(f"num_envs must be a positive integer, got {num_envs}")
     if max_episode_steps is not None:
         env_kwargs["max_episode_steps"] = max_episode_steps
-    return gym.make_vec(
-        env_id,
-        num_envs=num_envs,
-        vectorization_mode=vectorization_mode,
-        vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-        **env_kwargs,
-    )
+    with mujoco_warnings_to_python():  # MuJoCo 4 prints deprecation notices for gymnasium's model files
+        return gym.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode=vectorization_mode,
+            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+            **env_kwargs,
+        )
+
+
+def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` for one environment (e.g. to render or evaluate), with MuJoCo's notices about
+    gymnasium's model files routed to Python logging instead of stderr and ``MUJOCO_LOG.TXT``."""
+    with mujoco_warnings_to_python():
+        return gym.make(env_id, **kwargs)
 
 
 class VectorSampler:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import logging
 import math
 import os
 import random
-from collections.abc import Iterable, Mapping
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,7 @@ from torch import Tensor
 __all__ = [
     "CSVLogger",
     "make_adam",
+    "mujoco_warnings_to_python",
     "RunningMeanStd",
     "check_finite",
     "check_positive",
@@ -108,7 +112,45 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
     from tqdm.auto import tqdm
 
     disable = (not enabled) or os.environ.get("META_RL_PROGRESS", "1") == "0"
+    if disable:  # plain tqdm: tqdm.auto would warn about missing ipywidgets even for a disabled bar
+        from tqdm import tqdm
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "IProgress not found": falls back to a text bar, which is fine
+            from tqdm.auto import tqdm
     return tqdm(iterable, total=total, desc=desc, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+_log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def mujoco_warnings_to_python() -> Iterator[None]:
+    """While active, MuJoCo's C-level warnings go to Python instead of stderr and ``MUJOCO_LOG.TXT``.
+
+    gymnasium's MuJoCo assets (e.g. ``half_cheetah.xml``) use attributes MuJoCo 4 reports as deprecated, on
+    stderr and by appending to ``MUJOCO_LOG.TXT`` in the current directory, every time a model is compiled.
+    Deprecation notices (nothing a user can act on) go to this module's logger at INFO level; any other
+    MuJoCo warning becomes a ``RuntimeWarning``. A no-op when MuJoCo is not installed.
+    """
+    try:
+        import mujoco
+    except ImportError:  # pragma: no cover - mujoco is a dependency, but keep the helper harmless
+        yield
+        return
+
+    def handler(msg: str) -> None:
+        if "deprecated" in msg:
+            _log.info("MuJoCo: %s", msg)
+        else:
+            warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=2)
+
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 class CSVLogger:
