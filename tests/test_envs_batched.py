@@ -168,3 +168,15 @@ def test_rl2_batched_equals_wrapper_continuous(device):
         if t in (3, 7):  # first observation of the next episode: position reset, done flag set
             assert torch.all(bobs[:, 0, :2] == 0) and torch.all(bobs[:, 0, -1] == 1)
     np.testing.assert_allclose(bobs[:, 0].cpu().numpy(), np.stack(wobs), atol=1e-6)
+
+
+@pytest.mark.parametrize("make", [lambda: envs.Navigation2DEnv(horizon=5), envs.TabularMDPEnv,
+                                  lambda: envs.BernoulliBanditEnv(episode_length=1)])
+def test_rl2_wrapper_passes_check_env(make):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "wrapped env" and infinite-bound notices
+        check_env(envs.RL2Wrapper(make(), episodes_per_trial=3), skip_render_check=True)
