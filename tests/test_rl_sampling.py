@@ -151,3 +151,11 @@ def test_running_mean_std_update_sequence_equals_step_by_step_updates():
         expected.append(a.var)
     np.testing.assert_allclose(b.update_sequence(xs), expected, rtol=1e-9)
     np.testing.assert_allclose([b.mean, b.var, b.count], [a.mean, a.var, a.count], rtol=1e-9)
+
+
+def test_mujoco_notices_do_not_reach_stderr_or_a_log_file(tmp_path, monkeypatch, capfd):
+    monkeypatch.chdir(tmp_path)
+    envs = make_vector_env("HalfCheetah-v5", 1)
+    envs.close()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+    assert "settotalmass" not in capfd.readouterr().err
