@@ -36,7 +36,7 @@ from meta_rl_lessons.adaptive.search import SearchResult, best_of, rank, trial_s
 from meta_rl_lessons.adaptive.space import SearchSpace
 from meta_rl_lessons.adaptive.trial import Segment, SegmentResult, trainable_path
 
-__all__ = ["HyperbandConfig", "SuccessiveHalvingConfig", "hyperband", "successive_halving"]
+__all__ = ["HyperbandConfig", "SuccessiveHalvingConfig", "hyperband", "run_halving", "successive_halving"]
 
 
 @dataclass
@@ -66,10 +66,15 @@ class SuccessiveHalvingConfig:
                 f"SuccessiveHalvingConfig.max_rungs must be positive or None, got {self.max_rungs}")
 
 
-def _halving(store: ResultStore, ex: Executor, configs: list[dict], seeds: list[int], trainable: str,
+def run_halving(store: ResultStore, ex: Executor, configs: list[dict], seeds: list[int], trainable: str,
              settings: dict, min_steps: int, eta: int, max_rungs: int | None, prefix: str
              ) -> tuple[list[SegmentResult], list[dict[str, Any]]]:
-    """One successive-halving run; returns all segment results and one record per rung."""
+    """One successive-halving run over ``configs`` (the loop of the module docstring).
+
+    Segment ``<prefix>t<i>-r<k>`` trains configuration ``i`` up to ``min_steps * eta**k`` steps in total,
+    restoring the checkpoint of its rung ``k - 1``. Returns all segment results in order, and per rung its
+    budget, trials, scores and the promoted trials.
+    """
     alive = list(range(len(configs)))  # indices of surviving configurations
     done_steps = [0] * len(configs)
     results: list[SegmentResult] = []
@@ -114,8 +119,9 @@ def successive_halving(
     configs = [space.sample(rng) for _ in range(config.num_trials)]
     seeds = trial_seeds(rng, config.num_trials)
     with use_store(run_dir, executor, need_checkpoints=True) as (store, ex):
-        results, rungs = _halving(store, ex, configs, seeds, trainable_path(trainable), dict(settings or {}),
-                                  config.min_steps, config.eta, config.max_rungs, prefix="sh-")
+        results, rungs = run_halving(store, ex, configs, seeds, trainable_path(trainable),
+                                     dict(settings or {}), config.min_steps, config.eta, config.max_rungs,
+                                     prefix="sh-")
         final = [r for r in results if r.trial_id.endswith(f"-r{len(rungs) - 1}")]
         best_params, best_score = best_of(final)
         out = SearchResult("successive halving", results, best_params, best_score, {"rungs": rungs})
@@ -169,8 +175,8 @@ def hyperband(
         for s, n, r in config.brackets():
             configs = [space.sample(rng) for _ in range(n)]
             seeds = trial_seeds(rng, n)
-            res, rungs = _halving(store, ex, configs, seeds, trainable_path(trainable), dict(settings or {}),
-                                  r, config.eta, s + 1, prefix=f"hb-s{s}-")
+            res, rungs = run_halving(store, ex, configs, seeds, trainable_path(trainable),
+                                     dict(settings or {}), r, config.eta, s + 1, prefix=f"hb-s{s}-")
             results += res
             finals += [x for x in res if x.trial_id.endswith(f"-r{len(rungs) - 1}")]
             brackets.append({"s": s, "n": n, "r": r, "rungs": rungs})
