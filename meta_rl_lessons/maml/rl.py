@@ -67,6 +67,7 @@ __all__ = [
     "MAMLTRPOConfig",
     "TaskData",
     "adapt",
+    "exact_bandit_meta_gradients",
     "inner_loss",
     "magic_box",
     "meta_fvp_direct",
@@ -662,3 +663,54 @@ class MAMLTRPO:
         self.policy.load_state_dict(state["policy"])
         self.iterations_done = int(state["iterations_done"])
 
+
+
+# ============================================================================ exact meta-gradients (bandit)
+def exact_bandit_meta_gradients(policy, means: Sequence[float], inner_lr: float, num_pre: int
+                                ) -> dict[str, Tensor]:
+    r"""Exact meta-gradients of a Bernoulli bandit with one-pull episodes, enumerating every pre-update batch.
+
+    With ``num_pre`` pulls :math:`o = ((a_1, r_1), \dots)` before the update, the inner step
+    :math:`\theta'(o) = \theta + \frac{\alpha}{N}\sum_i r_i\nabla\log\pi_\theta(a_i)` (no baseline) and the
+    expected post-update reward :math:`F(\theta') = \sum_a \pi_{\theta'}(a)\, p_a`, the meta-objective
+    :math:`J(\theta) = \sum_o P_\theta(o) F(\theta'(o))` (eq. ``maml-rl-objective``) is a finite sum, so
+    autograd gives :math:`\nabla J` exactly. Also returned are the exact *expectations* of the original
+    estimator, :math:`\sum_o P_\theta(o)\,\frac{d}{d\theta}F(\theta'(o))` (no pre-update sampling term), and
+    of the LVC estimator (its inner Hessian carries :math:`\nabla\log\pi\nabla\log\pi^\top r`).
+
+    Args:
+        policy: a categorical policy over ``len(means)`` arms with a 1-dimensional (zero) observation.
+        means: arm means :math:`p_a`.
+
+    Returns:
+        ``{"exact", "maml", "lvc", "objective"}``: flat gradients ``[n]`` (ascent directions) and :math:`J`.
+    """
+    import itertools
+
+    params = dict(policy.named_parameters())
+    names, theta = list(params), list(params.values())
+    dtype = theta[0].dtype
+    obs = torch.zeros(1, 1, dtype=dtype, device=theta[0].device)
+    p = torch.as_tensor(means, dtype=dtype, device=obs.device)
+    arms = range(len(means))
+
+    def log_pi(prm):
+        return torch.log_softmax(policy.raw(obs, prm)[0], -1)
+
+    def post_return(grads):
+        adapted = {n: t + inner_lr * g for n, t, g in zip(names, theta, grads, strict=True)}
+        return (log_pi(adapted).exp() * p).sum()
+
+    J, e_maml, e_lvc = 0.0, 0.0, 0.0
+    for outcome in itertools.product(itertools.product(arms, (0, 1)), repeat=num_pre):
+        lp = log_pi(params)
+        prob = torch.stack([lp[a].exp() * (p[a] if r else 1 - p[a]) for a, r in outcome]).prod()
+        inner = sum(lp[a] * r for a, r in outcome) / num_pre
+        F = post_return(torch.autograd.grad(inner, theta, create_graph=True))
+        J = J + prob * F
+        e_maml = e_maml + prob.detach() * flat_concat(torch.autograd.grad(F, theta, retain_graph=True))
+        inner_lvc = sum(magic_box(lp[a]) * r for a, r in outcome) / num_pre
+        F_lvc = post_return(torch.autograd.grad(inner_lvc, theta, create_graph=True))
+        e_lvc = e_lvc + prob.detach() * flat_concat(torch.autograd.grad(F_lvc, theta, retain_graph=True))
+    exact = flat_concat(torch.autograd.grad(J, theta))
+    return {"exact": exact, "maml": e_maml, "lvc": e_lvc, "objective": J.detach()}

@@ -25,9 +25,12 @@ Shapes: ``n`` tasks, ``K`` points per task, inputs and targets ``[n, K, 1]`` (a 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -416,6 +419,21 @@ def evaluate_adaptation(model: nn.Module, params: Params, k_shot: int, steps: Se
     return {s: out[s] for s in steps}
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the C++ profiler's start/stop lines (they go to file descriptor 2, not to ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
 def peak_memory_bytes(fn: Callable[[], object], device: str | torch.device = "cpu") -> int:
     """Peak bytes allocated by torch while ``fn()`` runs, above what was allocated before it started.
 
@@ -433,7 +451,7 @@ def peak_memory_bytes(fn: Callable[[], object], device: str | torch.device = "cp
         return int(torch.cuda.max_memory_allocated(device) - base)
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [e for e in prof.events() if e.name == "[memory]" or e.self_cpu_memory_usage != 0]
     events.sort(key=lambda e: e.time_range.start)
