@@ -619,7 +619,11 @@ class MAMLTRPO:
     def train(self, iterations: int | None = None) -> CSVLogger:
         """Run ``iterations`` (default ``config.iterations``) more meta-iterations."""
         n = self.config.iterations if iterations is None else iterations
-        bar = progress(total=n, desc=f"MAML-TRPO ({self.config.estimator})", enabled=self.config.progress)
+        if not self.config.progress:  # no tqdm import at all (it warns in notebooks without ipywidgets)
+            for _ in range(n):
+                self.iteration()
+            return self.logger
+        bar = progress(total=n, desc=f"MAML-TRPO ({self.config.estimator})")
         for _ in range(n):
             row = self.iteration()
             bar.set_postfix(pre=f"{row['return_pre']:.1f}", post=f"{row['return_post']:.1f}", refresh=False)
