@@ -109,8 +109,6 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
 
     ``enabled=False`` (or the environment variable ``META_RL_PROGRESS=0``) disables it, e.g. in tests.
     """
-    from tqdm.auto import tqdm
-
     disable = (not enabled) or os.environ.get("META_RL_PROGRESS", "1") == "0"
     if disable:  # plain tqdm: tqdm.auto would warn about missing ipywidgets even for a disabled bar
         from tqdm import tqdm
