@@ -109,8 +109,8 @@ class TaskData:
     ``num_steps``       ``[K]``               real steps per task
     ==================  ====================  ===================================================
 
-    The surrogates average over a task's real steps and use normalised advantages, so a return enters the
-    DiCE score term divided by ``scale = mean episode length x advantage std`` (1 x 1 when not normalised).
+    The surrogates average over a task's real steps (and may normalise advantages), so a return enters the
+    DiCE score term divided by ``scale = mean episode length x advantage std`` (std = 1 when not normalised).
     """
 
     obs: Tensor
@@ -173,7 +173,7 @@ def task_data(batch: EpisodeBatch, gamma: float = 0.99, gae_lambda: float = 1.0,
     num_steps = batch.mask.sum(dim=(0, 2))
     episode_len = num_steps / batch.batch_shape[1]
     first = returns[0]  # [K, E]: G_0 of every episode
-    scale = episode_len * std if normalize else torch.ones_like(std)
+    scale = episode_len * std  # per-step mean of advantages / std  ->  per-episode return units
     tm = lambda x: x.transpose(0, 1)  # noqa: E731  [T, K, ...] -> [K, T, ...]
     return TaskData(tm(batch.observations), tm(batch.actions), tm(batch.mask), tm(adv).detach(),
                     first.mean(dim=1), scale, num_steps)
