@@ -76,6 +76,9 @@ __all__ = [
     "task_data",
 ]
 
+#: The policies the MAML functions accept (anything with ``per_task`` and ``named_parameters`` works).
+Policy = GaussianMLPPolicy | CategoricalMLPPolicy
+
 #: Meta-gradient estimators (see the module docstring).
 ESTIMATORS: tuple[str, ...] = ("maml", "dice", "lvc")
 #: Ways to compute the meta-KL's Hessian-vector products (see :func:`meta_fvp_direct`).
@@ -180,7 +183,7 @@ def task_data(batch: EpisodeBatch, gamma: float = 0.99, gae_lambda: float = 1.0,
 
 
 # ============================================================================ surrogates
-def _log_probs(policy, params: dict[str, Tensor], data: TaskData) -> Tensor:
+def _log_probs(policy: Policy, params: dict[str, Tensor], data: TaskData) -> Tensor:
     """:math:`\\log\\pi_{\\theta_k}(a\\mid s)` ``[K, T, E]`` with stacked per-task params."""
     return policy.per_task(data.obs, params).log_prob(data.actions)
 
@@ -189,7 +192,7 @@ def _masked_task_mean(x: Tensor, data: TaskData) -> Tensor:
     return (x * data.mask).sum(dim=(1, 2)) / data.num_steps.clamp_min(1.0)
 
 
-def inner_loss(policy, params: dict[str, Tensor], data: TaskData, estimator: str = "maml") -> Tensor:
+def inner_loss(policy: Policy, params: dict[str, Tensor], data: TaskData, estimator: str = "maml") -> Tensor:
     r"""Per-task inner surrogate loss ``[K]`` (eq. ``maml-rl-inner``), averaged over each task's real steps.
 
     * ``"maml"`` and ``"dice"``: :math:`-\hat{\mathbb E}[\log\pi_\theta(a\mid s)\,\Psi]` (REINFORCE);
@@ -206,7 +209,7 @@ def inner_loss(policy, params: dict[str, Tensor], data: TaskData, estimator: str
     return -_masked_task_mean(term * data.weights, data)
 
 
-def adapt(policy, params: dict[str, Tensor], data: TaskData, inner_lr: float, estimator: str = "maml",
+def adapt(policy: Policy, params: dict[str, Tensor], data: TaskData, inner_lr: float, estimator: str = "maml",
           create_graph: bool = True, first_order: bool = False) -> dict[str, Tensor]:
     r"""One inner step for every task: :math:`\theta'_k = \theta_k - \alpha\nabla L^{\mathrm{in}}_k`.
 
@@ -239,12 +242,12 @@ def adapt(policy, params: dict[str, Tensor], data: TaskData, inner_lr: float, es
     return {n: p - inner_lr * g for (n, p), g in zip(grad_inputs.items(), grads, strict=True)}
 
 
-def _is_stacked(policy, name: str, p: Tensor) -> bool:
+def _is_stacked(policy: Policy, name: str, p: Tensor) -> bool:
     own = dict(policy.named_parameters())[name]
     return p.dim() == own.dim() + 1
 
 
-def outer_loss(policy, adapted: dict[str, Tensor], post: TaskData, old_log_probs: Tensor,
+def outer_loss(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_log_probs: Tensor,
                estimator: str = "maml", pre_log_probs: Sequence[Tensor] = (),
                pre_data: Sequence[TaskData] = ()) -> Tensor:
     r"""The meta-surrogate loss (eq. ``maml-rl-outer``), a scalar averaged over tasks.
@@ -279,7 +282,7 @@ def outer_loss(policy, adapted: dict[str, Tensor], post: TaskData, old_log_probs
     return per_task.mean()
 
 
-def _mean_kl(policy, adapted: dict[str, Tensor], post: TaskData, old_dist) -> Tensor:
+def _mean_kl(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_dist) -> Tensor:
     """Mean over tasks of the masked mean KL(pi_old || pi_theta'_k) over real post-update steps."""
     kl = kl_divergence(old_dist, policy.per_task(post.obs, adapted))
     return _masked_task_mean(kl, post).mean()
@@ -307,7 +310,7 @@ def meta_fvp_direct(kl_fn: Callable[[], Tensor], params: Sequence[Tensor], dampi
     return product
 
 
-def meta_fvp_factorized(policy, params: dict[str, Tensor], pre: TaskData, post: TaskData, old_dist,
+def meta_fvp_factorized(policy: Policy, params: dict[str, Tensor], pre: TaskData, post: TaskData, old_dist,
                         inner_lr: float, estimator: str = "maml", first_order: bool = False,
                         damping: float = 0.0, adapted: dict[str, Tensor] | None = None,
                         fisher_point: dict[str, Tensor] | None = None) -> Callable[[Tensor], Tensor]:
@@ -670,7 +673,7 @@ class MAMLTRPO:
 
 
 # ============================================================================ exact meta-gradients (bandit)
-def exact_bandit_meta_gradients(policy, means: Sequence[float], inner_lr: float, num_pre: int
+def exact_bandit_meta_gradients(policy: Policy, means: Sequence[float], inner_lr: float, num_pre: int
                                 ) -> dict[str, Tensor]:
     r"""Exact meta-gradients of a Bernoulli bandit with one-pull episodes, enumerating every pre-update batch.
 
