@@ -210,7 +210,8 @@ def inner_loss(policy: Policy, params: dict[str, Tensor], data: TaskData, estima
 
 
 def adapt(policy: Policy, params: dict[str, Tensor], data: TaskData, inner_lr: float, estimator: str = "maml",
-          create_graph: bool = True, first_order: bool = False) -> dict[str, Tensor]:
+          create_graph: bool = True, first_order: bool = False, return_inputs: bool = False
+          ) -> dict[str, Tensor] | tuple[dict[str, Tensor], dict[str, Tensor]]:
     r"""One inner step for every task: :math:`\theta'_k = \theta_k - \alpha\nabla L^{\mathrm{in}}_k`.
 
     Args:
@@ -219,8 +220,11 @@ def adapt(policy: Policy, params: dict[str, Tensor], data: TaskData, inner_lr: f
         create_graph: keep the graph of the inner gradient (needed to differentiate through the step).
         first_order: treat the inner gradient as a constant: :math:`\partial\theta'/\partial\theta = I`.
 
+        return_inputs: also return the per-task copies of ``params`` the inner gradient was taken at.
+
     Returns:
-        stacked adapted parameters ``{name: [K, *shape]}``, differentiable w.r.t. ``params``.
+        stacked adapted parameters ``{name: [K, *shape]}``, differentiable w.r.t. ``params`` (and, with
+        ``return_inputs``, the stacked copies).
     """
     check_positive("inner_lr", inner_lr)
     K = data.num_tasks
@@ -239,7 +243,8 @@ def adapt(policy: Policy, params: dict[str, Tensor], data: TaskData, inner_lr: f
                                     create_graph=create_graph and not first_order)
     if first_order or not create_graph:
         grads = [g.detach() for g in grads]
-    return {n: p - inner_lr * g for (n, p), g in zip(grad_inputs.items(), grads, strict=True)}
+    adapted = {n: p - inner_lr * g for (n, p), g in zip(grad_inputs.items(), grads, strict=True)}
+    return (adapted, grad_inputs) if return_inputs else adapted
 
 
 def _is_stacked(policy: Policy, name: str, p: Tensor) -> bool:
@@ -312,35 +317,31 @@ def meta_fvp_direct(kl_fn: Callable[[], Tensor], params: Sequence[Tensor], dampi
 
 def meta_fvp_factorized(policy: Policy, params: dict[str, Tensor], pre: TaskData, post: TaskData, old_dist,
                         inner_lr: float, estimator: str = "maml", first_order: bool = False,
-                        damping: float = 0.0, adapted: dict[str, Tensor] | None = None,
-                        fisher_point: dict[str, Tensor] | None = None) -> Callable[[Tensor], Tensor]:
+                        damping: float = 0.0, fisher_point: dict[str, Tensor] | None = None
+                        ) -> Callable[[Tensor], Tensor]:
     r"""``v -> (\frac1K\sum_k J_k^\top F_k J_k + \lambda I)v``: the exact meta-KL Hessian, here.
 
     At :math:`\theta = \theta_{\mathrm{old}}` the KL's gradient w.r.t. :math:`\theta'` vanishes, so the
     second-derivative term of the chain rule drops and :math:`\nabla^2\bar D = \frac1K\sum_k J_k^\top F_k J_k`
-    (eq. ``meta-kl-hessian``), :math:`J_k = \partial\theta'_k/\partial\theta`. Per product: :math:`J_k v`
-    (a Hessian-vector product of the inner loss, by the double-backward trick), :math:`F_k u` at
-    :math:`\theta'_k` (the post-update KL's gradient graph, built once), and :math:`J_k^\top w` (one backward
-    through the inner step, graph built once). Only one inner step is supported (``inner_steps=1``).
+    (eq. ``meta-kl-hessian``), :math:`J_k = \partial\theta'_k/\partial\theta = I - \alpha H_k`. Per product,
+    three backward passes over graphs built once: :math:`J_k v` (``H_k`` is a Hessian, so :math:`J_k` is
+    symmetric and :math:`J_k v = \nabla_{\theta_k}(\theta'_k\cdot v)`, differentiated w.r.t. task ``k``'s own
+    copy of :math:`\theta`), :math:`F_k u` at :math:`\theta'_k` (the post-update KL's gradient graph), and
+    :math:`\sum_k J_k^\top w_k` (a backward through the inner step to the shared :math:`\theta`). No graph of
+    order higher than two. Only one inner step is supported (``inner_steps=1``).
 
     ``pre`` and ``post`` may be episode subsamples (curvature subsampling): the product is then an estimate.
-    ``adapted`` may pass :math:`\theta'` already computed from ``params`` and ``pre`` with
-    ``create_graph=True`` (its graph is reused, not rebuilt). ``fisher_point``: the adapted parameters at
-    which :math:`F_k` is taken (default: ``adapted``); with subsampled ``pre`` it must be the full-batch
-    :math:`\theta'_{\mathrm{old}}` that ``old_dist`` was computed with, so that :math:`F_k` is a Fisher matrix
-    (positive semi-definite) and only :math:`J_k` is estimated from the subsample.
+    ``fisher_point``: the adapted parameters at which :math:`F_k` is taken (default: :math:`\theta'` from
+    ``pre``); with subsampled ``pre`` it must be the full-batch :math:`\theta'_{\mathrm{old}}` that
+    ``old_dist`` was computed with, so that :math:`F_k` is a Fisher matrix (positive semi-definite) and only
+    :math:`J_k` is estimated from the subsample.
     """
     names = list(params)
     theta = [params[n] for n in names]
-    if adapted is None:
-        adapted = adapt(policy, params, pre, inner_lr, estimator, create_graph=True, first_order=first_order)
+    adapted, copies = adapt(policy, params, pre, inner_lr, estimator, create_graph=True,
+                            first_order=first_order, return_inputs=True)
     a_list = [adapted[n] for n in names]
-    # J^T w: one backward through the inner step (graph kept); J v: derivative of J^T u w.r.t. a dummy u.
-    dummy = [torch.zeros_like(a, requires_grad=True) for a in a_list]
-    if first_order:
-        jt_dummy = None
-    else:
-        jt_dummy = flat_concat(torch.autograd.grad(a_list, theta, grad_outputs=dummy, create_graph=True))
+    c_list = [copies[n] for n in names]
     # F at theta': the post-update KL as a function of detached adapted parameters.
     point = [fisher_point[n] for n in names] if fisher_point is not None else a_list
     leaf = [a.detach().clone().requires_grad_(True) for a in point]
@@ -349,12 +350,12 @@ def meta_fvp_factorized(policy: Policy, params: dict[str, Tensor], pre: TaskData
 
     def product(v: Tensor) -> Tensor:
         v = v.detach()
-        if first_order:
-            # J = I for every task: J v is v repeated, J^T w sums the tasks.
-            u = flat_concat([vi.unsqueeze(0).expand_as(a) for vi, a in
-                             zip(unflatten_like(v, theta), a_list, strict=True)])
+        vs = [vi.unsqueeze(0).expand_as(a) for vi, a in zip(unflatten_like(v, theta), a_list, strict=True)]
+        if first_order:  # J = I for every task: J v is v repeated, J^T w sums the tasks
+            u = flat_concat(vs)
         else:
-            u = flat_concat(torch.autograd.grad(jt_dummy @ v, dummy, retain_graph=True))
+            dot = sum((a * vi).sum() for a, vi in zip(a_list, vs, strict=True))
+            u = flat_concat(torch.autograd.grad(dot, c_list, retain_graph=True))
         fu = torch.autograd.grad(kl_grad @ u, leaf, retain_graph=True)
         if first_order:
             out = flat_concat([f.sum(0) for f in fu])
@@ -561,8 +562,7 @@ class MAMLTRPO:
         names = [n for n, _ in self.policy.named_parameters()]
         params = dict(self.policy.named_parameters())
         theta = [params[n] for n in names]
-        reuse = c.fvp_method == "direct" or (c.curvature_subsample == 1 and not c.first_order)
-        mg = self.meta_gradient(sample, retain_graph=reuse)
+        mg = self.meta_gradient(sample, retain_graph=c.fvp_method == "direct")
         loss, g, adapted, old = mg["loss"], mg["g"], mg["adapted"], mg["old"]
         old_dist, old_logp = mg["old_dist"], mg["old_log_probs"]
         if c.fvp_method == "direct":
@@ -575,7 +575,7 @@ class MAMLTRPO:
                 with torch.no_grad():
                     dist_c = self.policy.per_task(post_c.obs, old)
             fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, c.estimator,
-                                      c.first_order, c.cg_damping, adapted if reuse else None, old)
+                                      c.first_order, c.cg_damping, old)
         direction = conjugate_gradient(fvp, -g, c.cg_iters)
         shs = 0.5 * (direction @ fvp(direction))
         if not torch.isfinite(shs) or shs <= 0:
