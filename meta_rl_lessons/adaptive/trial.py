@@ -316,7 +316,10 @@ class PPOTrial:
         return rows
 
     def score(self) -> float:
-        """Mean return of the last ``score_episodes`` finished training episodes (NaN before the first)."""
+        """Mean return of the last ``score_episodes`` finished training episodes (NaN before the first).
+
+        PPO logs the mean return of the episodes finished in each iteration; those episodes enter the window
+        with that mean (exact whenever the window holds whole iterations)."""
         return float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
 
     def set_hyperparameters(self, params: Mapping[str, Any]) -> None:
