@@ -3,7 +3,9 @@
 Prints, in env-steps per second:
 
 1. the MuJoCo physics limit: raw ``mujoco.mj_step`` on one ``MjData`` (C loop, no Python per step),
-   divided by the frame skip, times the number of cores (threads) a sampler uses;
+   divided by the frame skip, times the number of cores (threads or processes) a sampler uses; the limit
+   is measured before the other figures and again after each sampler run (their mean is used), and the
+   load average is printed, because a shared machine makes every figure move;
 2. gymnasium's own vector envs (``SyncVectorEnv`` and ``AsyncVectorEnv``) with a random policy;
 3. this package's ``MetaBatchSampler`` with a 64x64 tanh ``GaussianMLPPolicy`` in the loop (one batched
    policy call per step), stepping in-process (1 or 2 threads) or in 2 worker processes, as env-steps/s
@@ -109,6 +111,8 @@ def main() -> None:
     cores = os.cpu_count() or 1
     print(f"machine: {platform.processor() or platform.machine()}, {cores} cores; torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), mujoco {mujoco.__version__}, gymnasium {gym.__version__}")
+    print("load average before: {:.2f} {:.2f} {:.2f} (figures are only comparable on an idle machine)".format(
+        *os.getloadavg()))
 
     for name, (K, E, H) in [("HalfCheetahVel", (40, 20, 100)), ("AntDir", (20, 20, 100))]:
         if q:
@@ -131,8 +135,9 @@ def main() -> None:
                                               (f"in-process, {two} threads ", 0, two, two),
                                               (f"{two} worker processes   ", two, 1, two)]:
             rate, dt, startup = sampler_rate(name, K, E, H, workers, threads, repeats=1 if q else 2)
+            limit = (one_core + physics_rate(name, 1.0)) / 2  # re-measured: the machine may be shared
             print(f"MetaBatchSampler + MLP policy, {label}: {rate:10,.0f} env-steps/s "
-                  f"= {rate / (one_core * used):5.1%} of the {used}-core limit "
+                  f"= {rate / (limit * used):5.1%} of the {used}-core limit "
                   f"({dt:.2f} s per meta-batch; start-up {startup:.1f} s)")
 
     print("\n== batched pure-torch envs (CPU)")
@@ -155,6 +160,7 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     print(f"Navigation2D MetaBatchSampler 20 tasks x 20 episodes x 100 steps + MLP policy: "
           f"{min(times) * 1e3:.1f} ms ({batch.num_steps / min(times):,.0f} env-steps/s)")
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -152,6 +152,12 @@ class MetaBatchSampler:
         if close is not None:
             close()
 
+    def __enter__(self) -> MetaBatchSampler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def sample(self, tasks: Sequence[Any], policy: Any, params: dict[str, Tensor] | None = None,
                max_steps: int | None = None) -> EpisodeBatch:
         """``[T, num_tasks, num_episodes, ...]`` experience of ``policy`` (per-task ``params`` optional)."""
