@@ -8,7 +8,9 @@ HalfCheetah). Torch uses one thread for both (small networks are fastest that wa
 
 Printed per environment: training throughput (environment steps per second of wall time, sampling and
 updates included) and the final return (mean over 10 evaluation episodes with the deterministic policy, on
-fixed evaluation seeds), for each implementation, and their ratio (ours / SB3), averaged over seeds.
+fixed evaluation seeds), for each implementation, and their ratio (ours / SB3), averaged over seeds. Both
+implementations get an untimed warm-up run first, and the order alternates between seeds. On a shared
+machine the wall-clock figures move with other load; the CPU-time figures (this process only) are steadier.
 
     .venv/bin/python bench/ppo_vs_sb3.py                     # defaults: a few minutes on 2 CPU cores
     .venv/bin/python bench/ppo_vs_sb3.py --steps 100000 --seeds 0 1 2 --envs CartPole-v1
@@ -169,11 +171,17 @@ def main(argv: list[str] | None = None) -> int:
               f"{'steps/cpu-s: ours':>18}{'SB3':>7}{'ratio':>7} | {'return: ours':>13}{'SB3':>8}")
     for env_id in args.envs:
         steps = args.steps or SETTINGS[env_id]["default_steps"]
+        # untimed warm-up of both (imports, first-call kernel set-up), so that neither pays it in a timed run
+        warm = SETTINGS[env_id]["num_envs"] * SETTINGS[env_id]["num_steps"]
+        run_ours(env_id, warm, 0)
+        run_sb3(env_id, warm, 0)
         print(header)
         rows = []
-        for seed in args.seeds:
-            ours = run_ours(env_id, steps, seed)
-            ref = run_sb3(env_id, steps, seed)
+        for i, seed in enumerate(args.seeds):
+            if i % 2 == 0:  # alternate which runs first, so that slow drifts of the machine's load cancel
+                ours, ref = run_ours(env_id, steps, seed), run_sb3(env_id, steps, seed)
+            else:
+                ref, ours = run_sb3(env_id, steps, seed), run_ours(env_id, steps, seed)
             rows.append((ours, ref))
             print(f"{env_id:<16}{seed:>5}{ours.steps:>8} | {ours.steps_per_second:>14.0f}"
                   f"{ref.steps_per_second:>7.0f}{ours.steps_per_second / ref.steps_per_second:>6.2f}x | "
