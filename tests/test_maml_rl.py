@@ -141,7 +141,7 @@ def test_factorized_and_direct_meta_kl_products_equal_the_full_autograd_hessian(
     def kl_of_flat(flat):  # the meta-KL as a plain function of the flat meta-parameters
         prm = dict(zip(names, unflatten_like(flat, theta), strict=True))
         adapted = adapt(policy, prm, pre, 0.1, estimator, create_graph=True, first_order=first_order)
-        return maml_rl._mean_kl(policy, adapted, post, old_dist)
+        return maml_rl.mean_kl(policy, adapted, post, old_dist)
 
     flat0 = flat_concat([t.detach() for t in theta])
     hessian = torch.autograd.functional.hessian(kl_of_flat, flat0)
@@ -150,7 +150,7 @@ def test_factorized_and_direct_meta_kl_products_equal_the_full_autograd_hessian(
     assert float(expected.norm()) > 0
 
     direct = meta_fvp_direct(
-        lambda: maml_rl._mean_kl(policy, adapt(policy, params, pre, 0.1, estimator, create_graph=True,
+        lambda: maml_rl.mean_kl(policy, adapt(policy, params, pre, 0.1, estimator, create_graph=True,
                                                first_order=first_order), post, old_dist), theta)
     factorized = meta_fvp_factorized(policy, params, pre, post, old_dist, 0.1, estimator, first_order)
     for product in (direct, factorized):

@@ -71,6 +71,7 @@ __all__ = [
     "inner_loss",
     "magic_box",
     "meta_fvp_direct",
+    "mean_kl",
     "meta_fvp_factorized",
     "outer_loss",
     "task_data",
@@ -287,7 +288,7 @@ def outer_loss(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_l
     return per_task.mean()
 
 
-def _mean_kl(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_dist) -> Tensor:
+def mean_kl(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_dist) -> Tensor:
     """Mean over tasks of the masked mean KL(pi_old || pi_theta'_k) over real post-update steps."""
     kl = kl_divergence(old_dist, policy.per_task(post.obs, adapted))
     return _masked_task_mean(kl, post).mean()
@@ -345,7 +346,7 @@ def meta_fvp_factorized(policy: Policy, params: dict[str, Tensor], pre: TaskData
     # F at theta': the post-update KL as a function of detached adapted parameters.
     point = [fisher_point[n] for n in names] if fisher_point is not None else a_list
     leaf = [a.detach().clone().requires_grad_(True) for a in point]
-    kl = _mean_kl(policy, dict(zip(names, leaf, strict=True)), post, old_dist)
+    kl = mean_kl(policy, dict(zip(names, leaf, strict=True)), post, old_dist)
     kl_grad = flat_concat(torch.autograd.grad(kl, leaf, create_graph=True))
 
     def product(v: Tensor) -> Tensor:
@@ -422,7 +423,9 @@ class MAMLTRPOConfig:
     device: str = "cpu"
     """``"cpu"``, ``"cuda"`` or ``"auto"``: where the policy and the batched (torch) environments run."""
     num_threads: int = 1
-    """MuJoCo physics threads of the batched locomotion env."""
+    """MuJoCo physics threads per process of the batched locomotion env."""
+    num_workers: int | None = None
+    """MuJoCo physics worker processes (``None``: the sampler's choice, ``0``: step in this process)."""
     progress: bool = False
     """Show a progress bar."""
     log_path: str | None = None
@@ -480,7 +483,7 @@ class MAMLTRPO:
         self.device = resolve_device(c.device)
         self.family = family if family is not None else make_family(c.family, **c.family_kwargs)
         self.sampler = MetaBatchSampler(self.family, c.meta_batch_size, c.num_episodes, device=self.device,
-                                        seed=c.seed, num_threads=c.num_threads)
+                                        seed=c.seed, num_threads=c.num_threads, num_workers=c.num_workers)
         self.policy = _make_policy(self.sampler.env, c.hidden_sizes, c.activation, c.init_log_std)
         self.policy.to(self.device)
         self.task_rng = np.random.default_rng(c.seed)
@@ -566,7 +569,7 @@ class MAMLTRPO:
         loss, g, adapted, old = mg["loss"], mg["g"], mg["adapted"], mg["old"]
         old_dist, old_logp = mg["old_dist"], mg["old_log_probs"]
         if c.fvp_method == "direct":
-            fvp = meta_fvp_direct(lambda: _mean_kl(self.policy, adapted, post, old_dist), theta, c.cg_damping)
+            fvp = meta_fvp_direct(lambda: mean_kl(self.policy, adapted, post, old_dist), theta, c.cg_damping)
         else:
             pre_c, post_c, dist_c = pres[0], post, old_dist
             if c.curvature_subsample < 1:
@@ -590,7 +593,7 @@ class MAMLTRPO:
             adapted_new, logps_new = self._adapted(new, pres, create_graph=False)
             with torch.no_grad():
                 lo = outer_loss(self.policy, adapted_new, post, old_logp, c.estimator, logps_new, pres)
-                return float(lo), float(_mean_kl(self.policy, adapted_new, post, old_dist))
+                return float(lo), float(mean_kl(self.policy, adapted_new, post, old_dist))
 
         result = line_search(evaluate, full_step, float(loss.detach()), c.max_kl, None, 0.0,
                              c.backtrack_ratio, c.max_backtracks)
@@ -645,22 +648,31 @@ class MAMLTRPO:
         """
         c = self.config
         E = num_episodes or c.num_episodes
+        for step in step_sizes:
+            check_positive("evaluation step size", step)
         sampler = MetaBatchSampler(self.family, len(tasks), E, device=self.device, seed=seed,
-                                   num_threads=c.num_threads)
+                                   num_threads=c.num_threads, num_workers=c.num_workers)
         params = {k: v.detach() for k, v in self.policy.named_parameters()}
         current = None
         out = []
-        for i in range(len(step_sizes) + 1):
-            with torch.no_grad():
-                batch = sampler.sample(tasks, self.policy, current)
-            out.append(batch.episode_returns().mean(dim=1).cpu())
-            if i == len(step_sizes):
-                break
-            data = self._data(batch)
-            new = adapt(self.policy, params if current is None else current, data, step_sizes[i], "maml",
-                        create_graph=False)
-            current = {k: v.detach() for k, v in new.items()}
+        try:
+            for i in range(len(step_sizes) + 1):
+                with torch.no_grad():
+                    batch = sampler.sample(tasks, self.policy, current)
+                out.append(batch.episode_returns().mean(dim=1).cpu())
+                if i == len(step_sizes):
+                    break
+                data = self._data(batch)
+                new = adapt(self.policy, params if current is None else current, data, step_sizes[i], "maml",
+                            create_graph=False)
+                current = _detached(new)
+        finally:
+            sampler.close()  # MuJoCo worker processes, if any
         return torch.stack(out)
+
+    def close(self) -> None:
+        """Release the sampler's MuJoCo worker processes, if any."""
+        self.sampler.close()
 
     def state_dict(self) -> dict:
         return {"config": asdict(self.config), "policy": self.policy.state_dict(),
