@@ -122,3 +122,22 @@ def test_check_helpers():
         check_finite("loss", torch.tensor([1.0, float("inf")]))
     with pytest.raises(ValueError, match="lr must be a finite number > 0, got -1"):
         check_positive("lr", -1)
+
+
+def test_ppo_kl_early_stop_and_clipped_value_loss():
+    algo = _tiny("ppo", "cpu", target_kl=1e-6, clip_value_loss=True, learning_rate=1e-2)
+    algo.config.update_epochs = 5
+    row = algo.iteration()
+    per_epoch = algo.config.num_envs * algo.config.num_steps // algo.config.minibatch_size
+    assert row["stopped_early"] == 1.0
+    assert 1 <= row["minibatch_steps"] < 5 * per_epoch
+    free = _tiny("ppo", "cpu", clip_value_loss=True)
+    free.config.update_epochs = 5
+    assert free.iteration()["minibatch_steps"] == 5 * per_epoch
+
+
+def test_trpo_subsampled_fisher_still_respects_the_kl_bound():
+    algo = _tiny("trpo", "cpu", env_id="Pendulum-v1", fvp_subsample=0.5, max_kl=0.005)
+    for _ in range(3):
+        row = algo.iteration()
+        assert row["kl"] <= 0.005 * (1 + 1e-6)

@@ -267,6 +267,7 @@ class PPO:
         var_ret = ret.var()
         out["explained_variance"] = float(1 - (ret - old_values).var() / var_ret) if var_ret > 0 else math.nan
         out["stopped_early"] = float(stopped_early)
+        out["minibatch_steps"] = float(len(stats))
         return out
 
     def iteration(self) -> dict[str, float]:
