@@ -118,7 +118,8 @@ def _argmax_random_ties(scores: np.ndarray, rng: np.random.Generator) -> np.ndar
 BanditRule = Callable[[np.ndarray, np.ndarray, int, np.random.Generator], np.ndarray]
 
 
-def run_bandit(rule: BanditRule, means: np.ndarray, num_pulls: int, rng: Rng = None) -> np.ndarray:
+def run_bandit(rule: BanditRule, means: np.ndarray, num_pulls: int, rng: Rng = None,
+               return_arms: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Play ``rule`` for ``num_pulls`` pulls on every task; total reward per task, ``[M]``.
 
     Args:
@@ -126,6 +127,7 @@ def run_bandit(rule: BanditRule, means: np.ndarray, num_pulls: int, rng: Rng = N
         means: ``[M, k]`` arm means, one row per task.
         num_pulls: ``n``.
         rng: seed or generator (rewards and the rule's own randomness).
+        return_arms: also return the arms pulled, ``[n, M]`` (for plots of behaviour over time).
     """
     means = _check_means(means)
     if num_pulls < 1:
@@ -135,14 +137,16 @@ def run_bandit(rule: BanditRule, means: np.ndarray, num_pulls: int, rng: Rng = N
     succ = np.zeros((M, k))
     fail = np.zeros((M, k))
     total = np.zeros(M)
+    arms = np.zeros((num_pulls, M), dtype=np.int64)
     rows = np.arange(M)
     for t in range(num_pulls):
         arm = rule(succ, fail, t, gen)
+        arms[t] = arm
         r = (gen.random(M) < means[rows, arm]).astype(np.float64)
         succ[rows, arm] += r
         fail[rows, arm] += 1.0 - r
         total += r
-    return total
+    return (total, arms) if return_arms else total
 
 
 def random_rule() -> BanditRule:

@@ -1,10 +1,10 @@
-r"""Recurrent PPO over whole RL² trials (chapter 3, section "The recurrent PPO objective").
+r"""Recurrent PPO over whole RL² trials (the RL² chapter, section "The recurrent PPO objective").
 
 One iteration:
 
 1. sample ``num_trials`` trials, each on a fresh task, with the current GRU policy
    (:class:`~meta_rl_lessons.rl2.sampler.TrialSampler`): a batch ``[T, N]``;
-2. advantages by GAE (eq. gae) **across the episode boundaries inside a trial**. RL² turns the task
+2. advantages by GAE (eq. rl2-gae) **across the episode boundaries inside a trial**. RL² turns the task
    distribution into one POMDP whose episode is the trial, and whose state includes the unknown task; the
    value :math:`V(h_t)` reads the whole history, so the reward of the next episode *is* future reward of
    the current decision (exploring now pays off later). Inner episode ends are therefore neither terminal
@@ -155,7 +155,7 @@ def mdp_config(num_episodes: int, **overrides: Any) -> RL2Config:
 @torch.no_grad()
 def trial_advantages(trials: TrialBatch, gamma: float, lam: float,
                      reward_scale: float = 1.0) -> tuple[Tensor, Tensor]:
-    r"""GAE over whole trials (eq. gae), ``(advantages, returns)`` each ``[T, N]``.
+    r"""GAE over whole trials (eq. rl2-gae), ``(advantages, returns)`` each ``[T, N]``.
 
     Inner episode ends are ignored (the recursion runs through them); the trial's last step is terminal:
     ``terminated = trial end``, ``truncated = 0``; :math:`V(h_{t+1})` is the next step's value in the trial.
