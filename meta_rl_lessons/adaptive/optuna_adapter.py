@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +34,9 @@ __all__ = ["OptunaConfig", "optuna_search", "suggest"]
 
 def _optuna():
     try:
-        import optuna
+        with warnings.catch_warnings():  # optuna imports tqdm.auto, which warns in a notebook without widgets
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            import optuna
     except ImportError as err:
         raise ImportError("the Optuna adapter needs optuna: pip install 'meta-rl-lessons[distributed]' "
                           "(or pip install optuna)") from err
