@@ -5,7 +5,8 @@ Prints, in env-steps per second:
 1. the MuJoCo physics limit: raw ``mujoco.mj_step`` on one ``MjData`` (C loop, no Python per step),
    divided by the frame skip, times the number of cores (threads or processes) a sampler uses; the limit
    is measured before the other figures and again after each sampler run (their mean is used), and the
-   load average is printed, because a shared machine makes every figure move;
+   load average is printed, because a shared machine makes every figure move; env-steps per CPU-second
+   (all threads and worker processes counted), which load disturbs much less, are printed too;
 2. gymnasium's own vector envs (``SyncVectorEnv`` and ``AsyncVectorEnv``) with a random policy;
 3. this package's ``MetaBatchSampler`` with a 64x64 tanh ``GaussianMLPPolicy`` in the loop (one batched
    policy call per step), stepping in-process (1 or 2 threads) or in 2 worker processes, as env-steps/s
@@ -32,8 +33,9 @@ import meta_rl_lessons.envs as envs
 from meta_rl_lessons.rl.policies import GaussianMLPPolicy
 
 
-def physics_rate(name: str, seconds: float = 1.5) -> float:
-    """Env-steps/s of raw ``mj_step`` on one core for family ``name``."""
+def physics_rate(name: str, seconds: float = 1.5, clock=time.perf_counter) -> float:
+    """Env-steps/s of raw ``mj_step`` on one core for family ``name`` (``clock=time.process_time``: per
+    CPU-second, which a busy machine disturbs much less than wall time)."""
     env = envs.make_family(name).make_env()
     env.reset(seed=0)
     m, fs = env.model, env.frame_skip
@@ -44,9 +46,9 @@ def physics_rate(name: str, seconds: float = 1.5) -> float:
         mujoco.mj_resetData(m, d)
         d.qpos[:] = env.init_qpos + rng.uniform(-0.1, 0.1, m.nq)
         d.ctrl[:] = rng.uniform(-1, 1, m.nu)
-        t = time.perf_counter()
+        t = clock()
         mujoco.mj_step(m, d, nstep=500)
-        spent += time.perf_counter() - t
+        spent += clock() - t
         steps += 500
     return steps / spent / fs
 
@@ -67,7 +69,7 @@ def gym_vector_rate(env_id: str, num_envs: int, mode: str, steps: int) -> float:
 
 
 def sampler_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, workers: int, threads: int,
-                 repeats: int = 2) -> tuple[float, float, float]:
+                 repeats: int = 2) -> tuple[float, float, float, float]:
     fam = envs.make_family(name, horizon=horizon)
     start = time.perf_counter()
     sampler = envs.MetaBatchSampler(fam, num_tasks, num_episodes, seed=0, num_workers=workers,
@@ -77,15 +79,17 @@ def sampler_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, wor
     policy = GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes=(64, 64), activation="tanh")
     tasks = fam.sample_tasks(num_tasks, 0)
     sampler.sample(tasks, policy, max_steps=5)  # warm-up
-    best, best_dt = 0.0, 0.0
+    best, best_dt, best_cpu = 0.0, 0.0, 0.0
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c, w = time.perf_counter(), time.process_time(), sampler.env.worker_cpu_seconds()
         batch = sampler.sample(tasks, policy)
         dt = time.perf_counter() - t
+        cpu = time.process_time() - c + sampler.env.worker_cpu_seconds() - w
         if batch.num_steps / dt > best:
             best, best_dt = batch.num_steps / dt, dt
+        best_cpu = max(best_cpu, batch.num_steps / cpu)
     sampler.close()
-    return best, best_dt, startup
+    return best, best_dt, startup, best_cpu
 
 
 def torch_env_rate(family, num_tasks: int, num_envs: int, steps: int) -> float:
@@ -118,8 +122,10 @@ def main() -> None:
         if q:
             K, E, H = 4, 5, 50
         one_core = physics_rate(name)
+        per_cpu = physics_rate(name, clock=time.process_time)
         print(f"\n== {name}  (meta-batch {K} tasks x {E} episodes x horizon {H})")
-        print(f"physics limit, raw mj_step / frame skip: {one_core:10,.0f} env-steps/s per core")
+        print(f"physics limit, raw mj_step / frame skip: {one_core:10,.0f} env-steps/s per core "
+              f"({per_cpu:,.0f} per CPU-second)")
         gid = envs.make_family(name).env_id
         n_sync = 8 if q else 40
         r = gym_vector_rate(gid, n_sync, "sync", 20 if q else 100)
@@ -134,11 +140,12 @@ def main() -> None:
         for label, workers, threads, used in [("in-process, 1 thread  ", 0, 1, 1),
                                               (f"in-process, {two} threads ", 0, two, two),
                                               (f"{two} worker processes   ", two, 1, two)]:
-            rate, dt, startup = sampler_rate(name, K, E, H, workers, threads, repeats=1 if q else 2)
+            rate, dt, startup, cpu_rate = sampler_rate(name, K, E, H, workers, threads, repeats=1 if q else 2)
             limit = (one_core + physics_rate(name, 1.0)) / 2  # re-measured: the machine may be shared
             print(f"MetaBatchSampler + MLP policy, {label}: {rate:10,.0f} env-steps/s "
                   f"= {rate / (limit * used):5.1%} of the {used}-core limit "
-                  f"({dt:.2f} s per meta-batch; start-up {startup:.1f} s)")
+                  f"({dt:.2f} s per meta-batch; start-up {startup:.1f} s); "
+                  f"{cpu_rate:,.0f} per CPU-second = {cpu_rate / per_cpu:.0%} of raw physics")
 
     print("\n== batched pure-torch envs (CPU)")
     K, E = (100, 100) if q else (1000, 1000)

@@ -151,3 +151,21 @@ def test_rl2_trials_through_the_sampler():
     assert torch.equal(obs[1:, ..., 1:6], prev) and torch.equal(obs[1:, ..., 6], batch.rewards[:-1])
     assert (obs[1:, ..., 7] == 1).all()  # every pull is a one-step episode
     assert batch.truncated[-1].all() and not batch.dones[:-1].any()
+
+
+def test_torch_threads_restored_after_sampling():
+    fam = envs.Navigation2DFamily(horizon=3)
+    sampler = envs.MetaBatchSampler(fam, num_tasks=2, num_episodes=2)
+    seen = []
+
+    class Spy(TinyGaussian):
+        def forward(self, obs, params=None):
+            seen.append(torch.get_num_threads())
+            return super().forward(obs, params)
+
+    before = torch.get_num_threads()
+    sampler.sample(fam.sample_tasks(2, 0), Spy(2, 2))
+    assert seen == [1, 1, 1] and torch.get_num_threads() == before
+    seen.clear()
+    sampler.sample(fam.sample_tasks(2, 0), Spy(2, 2), torch_threads=None)
+    assert seen == [before] * 3

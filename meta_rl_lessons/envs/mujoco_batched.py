@@ -99,7 +99,7 @@ def _worker_main(conn, family, env_kwargs, lo, hi, raws, shapes) -> None:  # pra
         model, fs, is_ant = env.model, env.frame_skip, isinstance(env, _AntBase)
         datas = [mujoco.MjData(model) for _ in range(lo, hi)]
         buf = _views(raws, shapes)
-        conn.send(("ok", None))
+        conn.send(("ok", time.process_time()))
     except Exception:
         conn.send(("error", traceback.format_exc()))
         return
@@ -119,7 +119,7 @@ def _worker_main(conn, family, env_kwargs, lo, hi, raws, shapes) -> None:  # pra
                 _reset_copies(model, datas, lo, idx.tolist(), buf, is_ant)
             else:
                 raise ValueError(f"unknown command {cmd!r}")
-            conn.send(("ok", None))
+            conn.send(("ok", time.process_time()))  # the worker's CPU seconds so far, for benchmarks
         except Exception:
             conn.send(("error", traceback.format_exc()))
 
@@ -180,6 +180,7 @@ class BatchedMujocoEnv:
         self._workers: list[Any] = []
         self._conns: list[Any] = []
         self._broken: str | None = None
+        self._worker_cpu: dict[int, float] = {}
         cores = os.cpu_count() or 1
         if num_workers is None:
             num_workers = min(cores, 8) if cores > 1 and self.n >= 64 else 0
@@ -213,6 +214,10 @@ class BatchedMujocoEnv:
         self.qpos, self.qvel, self.xy = self._buf["qpos"], self._buf["qvel"], self._buf["xy"]
         self.contact = self._buf["contact"] if self.is_ant else None
         self._ctrl = self._buf["ctrl"]
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU seconds used so far by the worker processes (0 without workers), for benchmarks."""
+        return float(sum(self._worker_cpu.values()))
 
     def _physics_seconds_per_step(self, steps: int = 40) -> float:
         """Wall time of one env step's physics (``frame_skip`` x ``mj_step``) on a scratch ``MjData``."""
@@ -279,7 +284,9 @@ class BatchedMujocoEnv:
                 if conn.poll():
                     status, message = conn.recv()
                     del pending[w]
-                    if status != "ok":
+                    if status == "ok":
+                        self._worker_cpu[w] = message
+                    else:
                         errors.append(f"worker {w} (copies {self._blocks[w]}) raised:\n{message}")
                 elif not self._workers[w].is_alive():
                     proc = self._workers[w]
