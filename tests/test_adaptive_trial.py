@@ -125,3 +125,20 @@ def test_architecture_cannot_change_in_a_running_trial():
     assert t.ppo.config.clip_coef == 0.1 and t.ppo.optimizer.param_groups[0]["lr"] == 1e-4
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         t.train(0)
+
+
+def test_mujoco_checkpoint_continues_mid_episode(tmp_path):
+    # HalfCheetah's 1000-step episodes are all cut by the checkpoint: qpos/qvel/time must travel with it
+    base = {"env_id": "HalfCheetah-v5", "num_envs": 2, "num_steps": 64, "minibatch_size": 64,
+            "update_epochs": 1, "normalize_observations": True}
+    params = {"n_layers": 1, "width": 16}
+    uninterrupted = PPOTrial(params, seed=1, base=base)
+    uninterrupted.train(256)
+    uninterrupted.train(256)
+    first = PPOTrial(params, seed=1, base=base)
+    first.train(256)
+    save_checkpoint(first.state_dict(), tmp_path / "m.pt")
+    resumed = PPOTrial.restore(tmp_path / "m.pt")
+    resumed.train(256)
+    _assert_bitwise_equal(resumed.state_dict()["learner"], uninterrupted.state_dict()["learner"])
+    _assert_bitwise_equal(resumed.state_dict()["env"], uninterrupted.state_dict()["env"])

@@ -113,6 +113,11 @@ def _from_safe(obj: Any) -> Any:
     return obj
 
 
+def _numpy(x: Any) -> np.ndarray:
+    """A NumPy copy of a tensor (as read from a checkpoint) or of an array."""
+    return x.detach().cpu().numpy().copy() if isinstance(x, torch.Tensor) else np.array(x, copy=True)
+
+
 def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` atomically (a temporary file renamed into place, so a crash leaves no half file)."""
     path = Path(path)
@@ -157,7 +162,7 @@ def env_state(envs: Any) -> list[dict[str, Any]]:
     termination bookkeeping and random generator.
 
     Supported: classic-control environments (their state is ``unwrapped.state``) and MuJoCo environments
-    (``qpos``, ``qvel``, ``act``, ``time``, and the task of a meta-RL family).
+    (MuJoCo's full integration state, solver warm start included, and the task of a meta-RL family).
 
     Raises:
         NotImplementedError: for a vector environment without ``envs`` (async) or an unsupported simulator.
@@ -173,9 +178,14 @@ def env_state(envs: Any) -> list[dict[str, Any]]:
             "np_random": base.np_random.bit_generator.state,
         }
         if hasattr(base, "data") and hasattr(base.data, "qpos"):  # MuJoCo
-            d = base.data
-            state["mujoco"] = {"qpos": d.qpos.copy(), "qvel": d.qvel.copy(), "act": d.act.copy(),
-                               "time": float(d.time)}
+            import mujoco
+
+            # the full integration state: qpos, qvel, act, time, controls, applied forces, and the solver's
+            # warm start (without it, contact-rich models continue differently after a restore)
+            sig = mujoco.mjtState.mjSTATE_INTEGRATION
+            buf = np.empty(mujoco.mj_stateSize(base.model, sig), dtype=np.float64)
+            mujoco.mj_getState(base.model, base.data, buf, sig)
+            state["mujoco"] = {"integration_state": buf}
             if hasattr(base, "get_task"):
                 task = base.get_task()
                 state["task"] = dataclasses.asdict(task) if dataclasses.is_dataclass(task) else task
@@ -214,11 +224,13 @@ def load_env_state(envs: Any, states: list[Mapping[str, Any]]) -> None:
                 task_type = type(base.get_task())
                 task = state["task"]
                 base.set_task(task_type(**task) if dataclasses.is_dataclass(task_type) else task)
-            base.set_state(np.asarray(m["qpos"]), np.asarray(m["qvel"]))
-            base.data.act[:] = np.asarray(m["act"])
-            base.data.time = float(m["time"])
+            import mujoco
+
+            buf = _numpy(m["integration_state"]).astype(np.float64)
+            mujoco.mj_setState(base.model, base.data, buf, mujoco.mjtState.mjSTATE_INTEGRATION)
+            mujoco.mj_forward(base.model, base.data)
         else:
-            base.state = None if state["state"] is None else np.asarray(state["state"], dtype=np.float64)
+            base.state = None if state["state"] is None else _numpy(state["state"]).astype(np.float64)
             base.steps_beyond_terminated = state["steps_beyond_terminated"]
 
 
@@ -368,11 +380,11 @@ class PPOTrial:
         self.rng_state = state["rng"]["torch"].clone()
         env, s = state["env"], self.ppo.sampler
         load_env_state(self.ppo.envs, env["envs"])
-        s._obs = None if env["obs"] is None else np.asarray(env["obs"]).copy()
-        s._ep_return = np.asarray(env["ep_return"], dtype=np.float64).copy()
-        s._ep_length = np.asarray(env["ep_length"], dtype=np.int64).copy()
+        s._obs = None if env["obs"] is None else _numpy(env["obs"])
+        s._ep_return = _numpy(env["ep_return"]).astype(np.float64)
+        s._ep_length = _numpy(env["ep_length"]).astype(np.int64)
         s.total_steps = int(env["total_steps"])
-        self.ppo._discounted = np.asarray(env["discounted"], dtype=np.float64).copy()
+        self.ppo._discounted = _numpy(env["discounted"]).astype(np.float64)
         self.steps_done = int(prog["steps_done"])
         self.curve = [dict(r) for r in prog["curve"]]
         self.recent_returns = deque(prog["recent_returns"], maxlen=self.score_episodes)
