@@ -122,3 +122,32 @@ def test_reinforce_loss_shape_errors():
         reinforce_loss(torch.zeros(3, 2), torch.zeros(3, 1), torch.ones(3, 2))
     with pytest.raises(ValueError, match="sum to at most 1"):
         TabularMDP(torch.ones(2, 1, 2), torch.zeros(2, 1), torch.ones(2) / 2)
+
+
+def test_discount_weighting_gives_the_exact_discounted_gradient_and_dropping_it_does_not():
+    mdp = random_tabular_mdp(3, 2, stop_prob=0.1, gamma=0.9, seed=0)
+    theta = torch.tensor([[0.3, -0.2], [1.0, 0.0], [-0.5, 0.5]], dtype=torch.float64)
+    exact = exact_policy_gradient(theta, mdp).flatten()
+    batch = sample_episodes(theta, mdp, 20_000, torch.Generator().manual_seed(11))
+    z = {}
+    for weighting in (True, False):
+        psi = reinforce_weights(batch, 0.9, discount_weighting=weighting)  # (eq. pg-discounted) when True
+        per_ep = per_episode_score_gradients(theta, batch, psi).flatten(1)
+        se = per_ep.std(0) / per_ep.shape[0] ** 0.5
+        z[weighting] = ((per_ep.mean(0) - exact) / se).abs().max().item()
+    assert z[True] < 4.5  # unbiased: within sampling error of the exact gradient
+    assert z[False] > 10  # the common gamma^t-free estimator is measurably biased for this objective
+
+
+def test_linear_baseline_predict_next_uses_next_observation_at_time_t_plus_1():
+    from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, linear_baseline_features
+
+    mdp = random_tabular_mdp(3, 2, seed=4)
+    theta = torch.zeros(3, 2, dtype=torch.float64)
+    batch = sample_episodes(theta, mdp, 50, torch.Generator().manual_seed(0))
+    ret = discounted_returns(batch.rewards, 1.0, batch.terminated, batch.truncated, batch.mask)
+    base = LinearFeatureBaseline().fit(batch, ret)
+    T = batch.horizon
+    t_next = torch.arange(1, T + 1, dtype=torch.float64).view(T, 1).expand_as(batch.rewards)
+    feats = linear_baseline_features(batch.next_observations, t_next, batch.mask)
+    torch.testing.assert_close(base.predict_next(batch), feats @ base.weights)

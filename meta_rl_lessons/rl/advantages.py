@@ -183,7 +183,7 @@ def linear_baseline_features(observations: Tensor, time_steps: Tensor, mask: Ten
         ``[T, *B, 2 * obs_dim + 4]``.
     """
     o = observations.clamp(-10.0, 10.0)
-    t = (time_steps / 100.0).unsqueeze(-1).to(o.dtype)
+    t = (time_steps.to(o.dtype) / 100.0).unsqueeze(-1)
     feats = torch.cat([o, o * o, t, t * t, t * t * t, torch.ones_like(t)], dim=-1)
     return feats if mask is None else feats * mask.unsqueeze(-1).to(o.dtype)
 
