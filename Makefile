@@ -25,14 +25,14 @@ export PYOPENGL_PLATFORM ?= osmesa
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## create .venv and install the package with its book and test extras (idempotent)
+setup: $(STAMP)  ## create .venv and install the package with its book, test and distributed extras (idempotent)
 
 $(STAMP): pyproject.toml environment.yml tools/pins.py
 	@test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) tools/pins.py environment.yml > $(VENV)/constraints.txt
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
-	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[book,test]"
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[book,test,distributed]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meta-rl-lessons)"
 	@touch $@
 
@@ -61,6 +61,7 @@ test: lint notebooks-clean book-smoke  ## ruff, no-outputs check, smoke book bui
 		tests chapters --nbval-lax --nbval-current-env
 
 bench: $(STAMP)  ## run every benchmark script in bench/ (prints figures; slow)
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[bench]"
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f; done
 
 clean:  ## remove build outputs and caches (keeps .venv)
