@@ -1,24 +1,34 @@
-"""Batched MuJoCo stepping: one shared ``MjModel``, one ``MjData`` per copy, driven from one process.
+"""Batched MuJoCo stepping: one shared ``MjModel``, one ``MjData`` per copy, in this process or in workers.
 
-Why this design (measured on the 2-core CPU machine of DESIGN §7, mujoco 4.0, HalfCheetah-v5, 800 copies):
+Why this design (measured on the 2-core CPU machine of DESIGN §7 with mujoco 4.0; ``bench/sampler.py``
+prints the current figures, with the physics limit measured in the same run):
 
-* raw ``mujoco.mj_step`` on one ``MjData``: about 36-39k env-steps/s per core (frame skip 5);
-* a Python loop over 800 ``MjData`` (set ``ctrl``, ``mj_step(nstep=5)``, copy ``qpos``/``qvel``): 27-28k
-  env-steps/s on one thread, about 75% of the raw rate; the loop overhead is a few µs per copy;
-* the same loop split over 2 threads: 27k for HalfCheetah (the per-copy Python work holds the GIL and the
-  physics is too cheap to hide it), but 12.4k vs 5.9k for Ant (heavier physics, GIL released in mj_step);
+* raw ``mujoco.mj_step`` on one ``MjData``: about 36-39k HalfCheetah env-steps/s per core (frame skip
+  5), 6.8-7k for Ant;
+* a Python loop over 800 ``MjData`` (set ``ctrl``, ``mj_step(nstep=5)``, copy ``qpos``/``qvel``) costs a
+  few µs per copy: with the MLP policy in the loop the sampler does 83-84% of the raw physics' env-steps
+  per CPU-second on HalfCheetah and 89-92% on Ant (the CPU-second figure holds on a busy machine too); on
+  an idle machine, one thread gave 32-33k HalfCheetah env-steps/s, 87-98% of the 1-core limit;
+* threads do not help HalfCheetah (the per-copy Python work holds the GIL; 27k with 2 threads vs 28k with
+  one, without policy) but do help Ant (12.4k vs 5.9k: heavier physics, GIL released in ``mj_step``);
+* so, to use every core, the copies are split into contiguous blocks owned by **worker processes**
+  (``multiprocessing`` ``spawn``), which read actions from and write ``qpos``/``qvel``/positions/contact
+  forces to shared memory; the driver sends one short command per step over a pipe;
 * gymnasium's ``SyncVectorEnv``/``AsyncVectorEnv`` add per-step Python work (info dicts, wrappers,
-  pipes) and one process per env; see ``bench/sampler.py`` for the figures measured in the same run;
-* ``mujoco.rollout`` with 2 threads: about 34k, but it drops the solver warm-start between calls
-  (trajectories then differ from gymnasium's) and cannot return the Ant's contact forces without an extra
-  forward pass, so it is not used.
+  pickling through pipes) and, for async, one process per env: ``AsyncVectorEnv`` reached 10-25% of the
+  2-core limit with 8 processes;
+* ``mujoco.rollout`` with 2 threads: about 34k HalfCheetah env-steps/s, but it drops the solver warm-start
+  between calls (trajectories then differ from gymnasium's) and cannot return the Ant's contact forces
+  without an extra forward pass, so it is not used.
 
-So copies are stepped in a loop, optionally split over ``num_threads`` Python threads (``mj_step``
-releases the GIL; by default one thread for cheap models like HalfCheetah, one per core for costly ones
-like Ant); copies whose episode has ended are not simulated; everything else (observations, rewards,
-termination) is vectorised in NumPy over all copies, using the same reward functions as the gymnasium
-environments, which the tests check step by step. A worker thread that raises propagates its exception
-out of ``step``; nothing can hang waiting for a dead process because there are no processes.
+Everything but the physics (observations, rewards, termination) is vectorised in NumPy over all copies in
+the driver, with the same reward functions as the gymnasium environments; the tests compare both step by
+step, in-process and with workers. Copies whose episode has ended are not simulated.
+
+Failures never hang: a worker that raises sends its traceback, which is raised in the driver; a worker that
+dies (killed, segfault) is noticed through its process sentinel while the driver waits, and raises
+``RuntimeError`` naming the worker and its exit code; a worker that stops answering raises ``TimeoutError``
+after ``timeout`` seconds. After a failure the env closes its other workers and refuses further calls.
 """
 
 from __future__ import annotations
