@@ -50,7 +50,7 @@ def test_ppo_checkpoint_restores_observation_statistics(tmp_path):
     state = a.state_dict()
     torch.save(state, tmp_path / "ckpt.pt")
     b = _tiny("ppo", "cpu", seed=1)
-    b.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=False))
+    b.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_array_equal(a.act(obs), b.act(obs))
     np.testing.assert_array_equal(a.sampler.obs_normalizer.mean, b.sampler.obs_normalizer.mean)

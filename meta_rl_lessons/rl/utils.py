@@ -192,6 +192,13 @@ class CSVLogger:
         return np.array([r.get(key, np.nan) for r in self.rows], dtype=float)
 
 
+def _float64_array(x: Any) -> np.ndarray:
+    """A float64 NumPy copy of a tensor (on any device) or array-like."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.array(x, dtype=np.float64, copy=True)
+
+
 class RunningMeanStd:
     r"""Running mean and variance of a stream of vectors (Chan et al.'s parallel update), in float64.
 
@@ -248,11 +255,14 @@ class RunningMeanStd:
         return np.clip(out, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count, "clip": self.clip,
-                "epsilon": self.epsilon}
+        """Statistics as float64 tensors and plain numbers, so checkpoints load with ``weights_only=True``."""
+        return {"mean": torch.tensor(np.asarray(self.mean), dtype=torch.float64),
+                "var": torch.tensor(np.asarray(self.var), dtype=torch.float64),
+                "count": float(self.count), "clip": float(self.clip), "epsilon": float(self.epsilon)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.mean = np.array(state["mean"], dtype=np.float64)
-        self.var = np.array(state["var"], dtype=np.float64)
+        """Accepts tensors (from :meth:`state_dict` or a checkpoint) or NumPy arrays."""
+        self.mean = _float64_array(state["mean"])
+        self.var = _float64_array(state["var"])
         self.count = float(state["count"])
         self.clip, self.epsilon = float(state["clip"]), float(state["epsilon"])
