@@ -255,7 +255,7 @@ def _is_stacked(policy: Policy, name: str, p: Tensor) -> bool:
 
 def outer_loss(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_log_probs: Tensor,
                estimator: str = "maml", pre_log_probs: Sequence[Tensor] = (),
-               pre_data: Sequence[TaskData] = ()) -> Tensor:
+               pre_data: Sequence[TaskData] = (), log_probs: Tensor | None = None) -> Tensor:
     r"""The meta-surrogate loss (eq. ``maml-rl-outer``), a scalar averaged over tasks.
 
     :math:`-\frac1K\sum_k\hat{\mathbb E}_{\mathcal D'_k}[r\,\Psi']` with the ratio
@@ -270,12 +270,15 @@ def outer_loss(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_l
         adapted: stacked :math:`\theta'_k` ``[K, *shape]`` (a function of :math:`\theta`).
         post: post-update :class:`TaskData`; old_log_probs: ``[K, T, E]`` under
             :math:`\theta'_{\mathrm{old}}`.
+        log_probs: :math:`\log\pi_{\theta'_k}(a\mid s)` ``[K, T, E]`` if already computed (else computed).
         pre_log_probs: for ``"dice"``, the log-probabilities ``[K, T, E]`` of every pre-update batch under the
             parameters that sampled it (functions of :math:`\theta`); pre_data: the matching
             :class:`TaskData`.
     """
     check_estimator(estimator)
-    ratio = torch.exp(_log_probs(policy, adapted, post) - old_log_probs)
+    if log_probs is None:
+        log_probs = _log_probs(policy, adapted, post)
+    ratio = torch.exp(log_probs - old_log_probs)
     per_task = -_masked_task_mean(ratio * post.weights, post)
     if estimator == "dice":
         if len(pre_log_probs) == 0 or len(pre_log_probs) != len(pre_data):
@@ -517,8 +520,8 @@ class MAMLTRPO:
                 "post_returns": post_batch.episode_returns().mean(dim=1), "steps": sum(int(
                     d.num_steps.sum()) for d in pres) + post_batch.num_steps}
 
-    def _adapted(self, params: dict[str, Tensor], pres: list[TaskData], create_graph: bool
-                 ) -> tuple[dict[str, Tensor], list[Tensor]]:
+    def _adapted(self, params: dict[str, Tensor], pres: list[TaskData], create_graph: bool,
+                 with_log_probs: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]:
         """:math:`\\theta'(\\theta)` through all inner steps, and the pre-update log-probs (for DiCE)."""
         c = self.config
         current = params
@@ -526,7 +529,7 @@ class MAMLTRPO:
         for data in pres:
             stacked = current if current is not params else {
                 n: p.unsqueeze(0).expand(data.num_tasks, *p.shape) for n, p in params.items()}
-            if c.estimator == "dice":
+            if c.estimator == "dice" and with_log_probs:
                 logps.append(_log_probs(self.policy, stacked, data))
             current = adapt(self.policy, stacked, data, c.inner_lr, c.estimator, create_graph=create_graph,
                             first_order=c.first_order)
@@ -590,10 +593,15 @@ class MAMLTRPO:
         def evaluate(step: Tensor) -> tuple[float, float]:
             steps = unflatten_like(step, theta)
             new = {n: p.detach() + d for n, p, d in zip(names, theta, steps, strict=True)}
-            adapted_new, logps_new = self._adapted(new, pres, create_graph=False)
+            adapted_new, _ = self._adapted(new, pres, create_graph=False, with_log_probs=False)
             with torch.no_grad():
-                lo = outer_loss(self.policy, adapted_new, post, old_logp, c.estimator, logps_new, pres)
-                return float(lo), float(mean_kl(self.policy, adapted_new, post, old_dist))
+                # One policy evaluation for both numbers. DiCE's extra term is zero in value, so the value of
+                # the plain surrogate is the value of every estimator's surrogate.
+                dist = self.policy.per_task(post.obs, adapted_new)
+                lo = outer_loss(self.policy, adapted_new, post, old_logp, "maml",
+                                log_probs=dist.log_prob(post.actions))
+                kl = _masked_task_mean(kl_divergence(old_dist, dist), post).mean()
+                return float(lo), float(kl)
 
         result = line_search(evaluate, full_step, float(loss.detach()), c.max_kl, None, 0.0,
                              c.backtrack_ratio, c.max_backtracks)
