@@ -4,6 +4,7 @@ meta-KL Hessian-vector shortcuts against the full autograd Hessian, errors, and 
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -225,3 +226,49 @@ def test_maml_trpo_learns_to_adapt_on_2d_navigation(device):
     gain = float((after[1] - after[0]).mean())
     assert gain > 3.0, after.mean(1)
     assert float(after[1].mean()) > float(before[1].mean()) + 3.0, (before.mean(1), after.mean(1))
+
+
+# ---------------------------------------------------------------------------------------- trainer paths
+def _tiny(**kwargs) -> MAMLTRPO:
+    cfg = dict(family="Navigation2D", family_kwargs=dict(horizon=8), meta_batch_size=3, num_episodes=4,
+               hidden_sizes=(8,), iterations=1, seed=3)
+    cfg.update(kwargs)
+    return MAMLTRPO(MAMLTRPOConfig(**cfg), family=Navigation2DFamily(horizon=8))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(estimator="maml"), dict(estimator="lvc"), dict(estimator="dice"), dict(first_order=True),
+     dict(inner_steps=2, fvp_method="direct"), dict(estimator="dice", inner_steps=2, fvp_method="direct"),
+     dict(curvature_subsample=0.5)],
+)
+def test_every_trainer_path_takes_a_finite_step(kwargs):
+    trainer = _tiny(**kwargs)
+    before = [p.detach().clone() for p in trainer.policy.parameters()]
+    row = trainer.iteration()
+    assert all(math.isfinite(v) for v in row.values()), row
+    assert row["kl"] <= trainer.config.max_kl + 1e-9
+    moved = any(not torch.equal(b, p) for b, p in zip(before, trainer.policy.parameters(), strict=True))
+    assert moved == bool(row["accepted"])
+
+
+def test_direct_and_factorized_meta_steps_agree():
+    """Same seed, same samples: the two ways of computing the meta-KL products give the same TRPO step (up to
+    the conditioning of conjugate gradient; a wrong Jacobian would change the step by order one)."""
+    steps = []
+    for method in ("direct", "factorized"):
+        trainer = _tiny(fvp_method=method, cg_damping=1e-3)
+        trainer.policy.double()
+        before = flat_concat([p.detach().clone() for p in trainer.policy.parameters()])
+        assert trainer.iteration()["accepted"] == 1.0
+        steps.append(flat_concat([p.detach() for p in trainer.policy.parameters()]) - before)
+    assert float(steps[0].norm()) > 0
+    assert float((steps[0] - steps[1]).norm() / steps[0].norm()) < 1e-4
+
+
+def test_evaluate_protocol_shape_and_step_size_check():
+    trainer = _tiny()
+    tasks = trainer.family.sample_tasks(2, 0, split="test")
+    assert trainer.evaluate(tasks, step_sizes=(0.1, 0.05, 0.05)).shape == (4, 2)
+    with pytest.raises(ValueError, match="evaluation step size must be a finite number > 0, got -0.05"):
+        trainer.evaluate(tasks, step_sizes=(0.1, -0.05))
