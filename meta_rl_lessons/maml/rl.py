@@ -505,6 +505,10 @@ class MAMLTRPO:
         params = dict(self.policy.named_parameters())
         pres, pre_returns = [], []
         current: dict[str, Tensor] | None = None
+        # With one inner step the adapted parameters are built with their graph right away and kept for
+        # meta_gradient (one inner forward/backward pass fewer per iteration), tagged with the parameters'
+        # versions so that a stale graph is never reused.
+        keep = c.inner_steps == 1 and torch.is_grad_enabled()
         for _ in range(c.inner_steps):
             with torch.no_grad():
                 batch = self.sampler.sample(tasks, self.policy,
@@ -513,12 +517,18 @@ class MAMLTRPO:
             data = self._data(batch)
             pres.append(data)
             current = adapt(self.policy, params if current is None else current, data, c.inner_lr,
-                            c.estimator, create_graph=False)
+                            c.estimator, create_graph=keep, first_order=c.first_order)
         with torch.no_grad():
-            post_batch = self.sampler.sample(tasks, self.policy, {k: v.detach() for k, v in current.items()})
-        return {"pre": pres, "post": self._data(post_batch), "pre_returns": pre_returns,
-                "post_returns": post_batch.episode_returns().mean(dim=1), "steps": sum(int(
-                    d.num_steps.sum()) for d in pres) + post_batch.num_steps}
+            post_batch = self.sampler.sample(tasks, self.policy, _detached(current))
+        sample = {"pre": pres, "post": self._data(post_batch), "pre_returns": pre_returns,
+                  "post_returns": post_batch.episode_returns().mean(dim=1), "steps": sum(int(
+                      d.num_steps.sum()) for d in pres) + post_batch.num_steps}
+        if keep:
+            sample["adapted_graph"] = (self._versions(), current)
+        return sample
+
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p in self.policy.parameters())
 
     def _adapted(self, params: dict[str, Tensor], pres: list[TaskData], create_graph: bool,
                  with_log_probs: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]:
@@ -549,7 +559,14 @@ class MAMLTRPO:
         pres, post = sample["pre"], sample["post"]
         params = dict(self.policy.named_parameters())
         theta = list(params.values())
-        adapted, logps = self._adapted(params, pres, create_graph=True)
+        cached = sample.pop("adapted_graph", None)  # used once: its graph is freed by the backward pass
+        if cached is not None and cached[0] == self._versions():
+            adapted = cached[1]
+            logps = [_log_probs(self.policy, {n: p.unsqueeze(0).expand(pres[0].num_tasks, *p.shape)
+                                               for n, p in params.items()}, pres[0])] \
+                if c.estimator == "dice" else []
+        else:
+            adapted, logps = self._adapted(params, pres, create_graph=True)
         with torch.no_grad():
             old = _detached(adapted)
             old_dist = self.policy.per_task(post.obs, old)
