@@ -1,0 +1,505 @@
+"""Run directories: configuration, provenance, progress log and resumable checkpoints of a long run.
+
+The ``meta-rl`` command line (:mod:`meta_rl_lessons.cli`) writes one directory per run::
+
+    runs/maml-nav/
+      config.json       what was run: algorithm, environment, budget, seed, device, threads and the full
+                        config dataclass of the algorithm as a dict
+      provenance.json   where and how: the exact command line, git commit (and whether the checkout had
+                        uncommitted changes), hostname, CPU model and cores, GPU, library versions,
+                        start/end times, and a status: "running", "interrupted", "finished" or "failed"
+      progress.csv      one row of metrics per iteration
+      checkpoint.pt     everything the rest of the run depends on (written atomically)
+      eval.json         written by ``meta-rl eval``
+
+**Exact resumption.** A checkpoint holds the trainer's ``state_dict`` *and* every random-number generator the
+future draws from: Python's ``random``, NumPy's legacy global generator, torch's global CPU (and CUDA)
+generators (:func:`global_rng_state`), plus the trainer's own generators (task samplers, environment
+generators), captured by attribute path with :func:`generator_state`, and the progress rows already logged.
+On resume ``progress.csv`` is rewritten from those rows, so rows logged after the last checkpoint (a crash
+between checkpoints) are dropped and recomputed: the resumed run ends with the rows an uninterrupted run
+writes (on the same machine, with the same thread count).
+
+Checkpoints contain only tensors and plain Python values (NumPy arrays become tensors, generator states become
+JSON strings or byte tensors) and are read with ``torch.load(..., weights_only=True)``.
+
+This module imports torch and NumPy lazily, so the command line's ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CHECKPOINT",
+    "CONFIG",
+    "PROGRESS",
+    "PROVENANCE",
+    "RunDir",
+    "from_safe",
+    "generator_state",
+    "get_path",
+    "git_info",
+    "global_rng_state",
+    "load_checkpoint",
+    "machine_info",
+    "provenance",
+    "read_progress",
+    "save_checkpoint",
+    "set_generator_state",
+    "set_global_rng_state",
+    "set_path",
+    "to_safe",
+    "utc_now",
+]
+
+CONFIG = "config.json"
+PROVENANCE = "provenance.json"
+PROGRESS = "progress.csv"
+CHECKPOINT = "checkpoint.pt"
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 string in UTC, to the second."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+# ============================================================================ safe (weights_only) values
+def to_safe(obj: Any) -> Any:
+    """NumPy arrays -> tensors, NumPy scalars -> Python numbers, tuples -> lists, recursively.
+
+    The result can be saved with ``torch.save`` and read back with ``torch.load(..., weights_only=True)``.
+    """
+    import numpy as np
+    import torch
+
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.array(obj, copy=True))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, Mapping):
+        return {k: to_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_safe(v) for v in obj]
+    return obj
+
+
+def from_safe(obj: Any) -> Any:
+    """Tensors -> NumPy arrays, recursively (for state that the trainer keeps in NumPy)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy().copy()
+    if isinstance(obj, Mapping):
+        return {k: from_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_safe(v) for v in obj]
+    return obj
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` atomically: to a temporary file in the same directory, then ``os.replace``.
+
+    An interruption while writing leaves the previous checkpoint intact (never half a file).
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(to_safe(dict(state)), tmp)
+        with open(tmp, "rb") as fh:  # make the bytes durable before the rename makes them visible
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(..., weights_only=True)`` onto the CPU.
+
+    Raises:
+        FileNotFoundError: naming the missing file.
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ============================================================================ random-number generators
+def global_rng_state() -> dict[str, Any]:
+    """The state of Python's ``random``, NumPy's legacy global generator and torch's global generators."""
+    import numpy as np
+    import torch
+
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the legacy global generator
+    state: dict[str, Any] = {
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+        "cuda": [s.clone() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_global_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`global_rng_state`. CUDA states are restored only if as many devices exist."""
+    import numpy as np
+    import torch
+
+    py = state["python"]
+    random.setstate((int(py["version"]), tuple(int(x) for x in py["internal"]), py["gauss"]))
+    n = state["numpy"]
+    keys = n["keys"].numpy() if isinstance(n["keys"], torch.Tensor) else n["keys"]
+    keys = np.asarray(keys, dtype=np.uint32)
+    np.random.set_state((n["name"], keys, int(n["pos"]), int(n["has_gauss"]), float(n["cached"])))  # noqa: NPY002
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda") or []
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def generator_state(gen: Any) -> dict[str, Any]:
+    """The state of one generator: ``numpy.random.Generator``, ``numpy.random.RandomState``,
+    ``torch.Generator`` or ``random.Random``, as a ``weights_only``-safe dict with a ``kind`` key.
+
+    Raises:
+        TypeError: for any other object (naming its type).
+    """
+    import numpy as np
+    import torch
+
+    if isinstance(gen, np.random.Generator):
+        return {"kind": "numpy.Generator", "state": json.dumps(gen.bit_generator.state)}
+    if isinstance(gen, np.random.RandomState):
+        name, keys, pos, has_gauss, cached = gen.get_state()
+        return {"kind": "numpy.RandomState", "state": json.dumps(
+            [name, keys.tolist(), int(pos), int(has_gauss), float(cached)])}
+    if isinstance(gen, torch.Generator):
+        return {"kind": "torch.Generator", "state": gen.get_state().clone()}
+    if isinstance(gen, random.Random):
+        version, internal, gauss = gen.getstate()
+        return {"kind": "random.Random", "state": json.dumps([version, list(internal), gauss])}
+    raise TypeError(f"cannot capture the state of a {type(gen).__module__}.{type(gen).__qualname__}; "
+                    "supported: numpy.random.Generator/RandomState, torch.Generator, random.Random")
+
+
+def set_generator_state(gen: Any, state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`generator_state`, in place.
+
+    Raises:
+        TypeError: when ``gen`` is not of the kind the state was taken from.
+    """
+    import numpy as np
+    import torch
+
+    kind = state["kind"]
+    if kind == "numpy.Generator" and isinstance(gen, np.random.Generator):
+        gen.bit_generator.state = json.loads(state["state"])
+    elif kind == "numpy.RandomState" and isinstance(gen, np.random.RandomState):
+        name, keys, pos, has_gauss, cached = json.loads(state["state"])
+        gen.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    elif kind == "torch.Generator" and isinstance(gen, torch.Generator):
+        gen.set_state(state["state"])
+    elif kind == "random.Random" and isinstance(gen, random.Random):
+        version, internal, gauss = json.loads(state["state"])
+        gen.setstate((version, tuple(internal), gauss))
+    else:
+        raise TypeError(f"checkpoint holds a {kind} state but the object is a {type(gen).__qualname__}")
+
+
+def get_path(obj: Any, path: str) -> Any:
+    """``get_path(trainer, "sampler.env.generator")`` follows the dotted attribute path.
+
+    Raises:
+        AttributeError: naming the first missing attribute and the object it is missing on.
+    """
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            raise AttributeError(f"{type(obj).__qualname__} has no attribute {part!r} (in path {path!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def set_path(obj: Any, path: str, value: Any) -> None:
+    """Set the attribute at a dotted path (the parent must exist)."""
+    head, _, last = path.rpartition(".")
+    setattr(get_path(obj, head) if head else obj, last, value)
+
+
+# ============================================================================ provenance
+def git_info(cwd: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """``{"commit", "dirty", "root"}`` of the git checkout holding ``cwd`` (default: this package), or
+    ``None`` outside a checkout or without ``git``. ``dirty``: uncommitted changes to tracked files."""
+    where = Path(cwd) if cwd is not None else Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        root = git("rev-parse", "--show-toplevel")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty, "root": root}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """Hostname, OS, Python, CPU model and core counts, GPU names, and library versions."""
+    import torch
+
+    info: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "torch_threads": torch.get_num_threads(),
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available() else [],
+        "versions": {"torch": torch.__version__, "cuda": torch.version.cuda},
+    }
+    for name in ("numpy", "gymnasium", "mujoco", "meta_rl_lessons"):
+        try:
+            module = __import__(name)
+            info["versions"][name] = getattr(module, "__version__", "unknown")
+        except ImportError:
+            info["versions"][name] = None
+    return info
+
+
+def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """What :file:`provenance.json` holds at the start of a run (``end_time`` and ``status`` are updated
+    as the run goes): the exact command line, working directory, git state, machine and versions."""
+    argv = list(sys.argv if argv is None else argv)
+    return {
+        "command": argv,
+        "command_line": " ".join(_shell_quote(a) for a in argv),
+        "cwd": os.getcwd(),
+        "git": git_info(),
+        **machine_info(),
+        "start_time": utc_now(),
+        "end_time": None,
+        "status": "running",
+        "sessions": [],
+    }
+
+
+def _shell_quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+# ============================================================================ progress.csv
+def read_progress(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a ``progress.csv`` with numbers parsed (``"nan"`` -> NaN); strings stay strings."""
+    rows = []
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            rows.append({k: _parse(v) for k, v in row.items()})
+    return rows
+
+
+def _parse(value: str) -> Any:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _clean(value: Any) -> Any:
+    """A CSV cell: numbers as Python floats/ints (tensors and NumPy scalars converted), others as they are."""
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, float) and math.isnan(value):
+        return float("nan")
+    return value
+
+
+# ============================================================================ the run directory
+class RunDir:
+    """One run's directory (see the module docstring for its files).
+
+    Args:
+        path: the directory.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._fields: list[str] | None = None
+
+    # -- paths ---------------------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def provenance_path(self) -> Path:
+        return self.path / PROVENANCE
+
+    @property
+    def progress_path(self) -> Path:
+        return self.path / PROGRESS
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.path / CHECKPOINT
+
+    # -- creation ------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike, force: bool = False) -> RunDir:
+        """A new, empty run directory.
+
+        Raises:
+            FileExistsError: ``path`` exists and is not empty, and ``force`` is false (``force`` deletes it).
+        """
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise FileExistsError(f"run directory {str(p)!r} exists and is a file, not a directory")
+        if p.is_dir() and any(p.iterdir()):
+            if not force:
+                raise FileExistsError(
+                    f"run directory {str(p)!r} already exists and is not empty; choose another --out, "
+                    f"continue it with `meta-rl resume {p}`, or pass --force to delete it and start again")
+            shutil.rmtree(p)
+        p.mkdir(parents=True, exist_ok=True)
+        return cls(p)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunDir:
+        """An existing run directory.
+
+        Raises:
+            FileNotFoundError: ``path`` is not a directory or has no ``config.json``.
+        """
+        p = Path(path)
+        if not p.is_dir():
+            raise FileNotFoundError(f"run directory {str(p)!r} does not exist")
+        if not (p / CONFIG).is_file():
+            raise FileNotFoundError(f"{str(p)!r} is not a run directory: it has no {CONFIG} "
+                                    "(runs are created by `meta-rl train`)")
+        return cls(p)
+
+    # -- JSON files ------------------------------------------------------------------------------------
+    def write_json(self, name: str, payload: Any) -> Path:
+        """Write ``payload`` as ``<dir>/<name>`` (atomically, pretty-printed, sorted keys kept as given)."""
+        path = self.path / name
+        tmp = path.with_name(f".{name}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def read_json(self, name: str) -> Any:
+        path = self.path / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} does not exist")
+        return json.loads(path.read_text())
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        self.write_json(CONFIG, dict(config))
+
+    def read_config(self) -> dict[str, Any]:
+        return self.read_json(CONFIG)
+
+    def update_provenance(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into ``provenance.json`` and rewrite it; returns the new content."""
+        prov = self.read_json(PROVENANCE) if self.provenance_path.is_file() else {}
+        prov.update(fields)
+        self.write_json(PROVENANCE, prov)
+        return prov
+
+    # -- progress.csv ----------------------------------------------------------------------------------
+    def write_progress(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Replace ``progress.csv`` with ``rows`` (the header from the first row's keys)."""
+        rows = list(rows)
+        self._fields = None
+        tmp = self.progress_path.with_name(f".{PROGRESS}.tmp{os.getpid()}")
+        with tmp.open("w", newline="") as fh:
+            if rows:
+                self._fields = list(rows[0])
+                writer = csv.DictWriter(fh, fieldnames=self._fields, restval="nan")
+                writer.writeheader()
+                for row in rows:
+                    writer.writerow(self._row(row))
+        os.replace(tmp, self.progress_path)
+
+    def append_progress(self, row: Mapping[str, Any]) -> None:
+        """Append one row to ``progress.csv`` (written and flushed at once, so a crash loses at most it).
+
+        Raises:
+            KeyError: the row has a metric that is not in the file's header.
+        """
+        if self._fields is None and self.progress_path.is_file() and self.progress_path.stat().st_size:
+            with self.progress_path.open(newline="") as fh:
+                self._fields = next(csv.reader(fh))
+        new = self._fields is None
+        if new:
+            self._fields = list(row)
+        extra = set(row) - set(self._fields)
+        if extra:
+            raise KeyError(f"progress row has metric(s) {sorted(extra)} not in the header {self._fields}")
+        with self.progress_path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self._fields, restval="nan")
+            if new:
+                writer.writeheader()
+            writer.writerow(self._row(row))
+
+    @staticmethod
+    def _row(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: _clean(v) for k, v in row.items()}
+
+    def read_progress(self) -> list[dict[str, Any]]:
+        """The rows of ``progress.csv`` (empty if there is none yet)."""
+        if not self.progress_path.is_file() or not self.progress_path.stat().st_size:
+            return []
+        return read_progress(self.progress_path)
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON for tuples of paths, NumPy scalars/arrays and tensors (``config.json``, ``eval.json``)."""
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"{type(obj).__qualname__} is not JSON serialisable")
