@@ -1,0 +1,308 @@
+"""Tests of the ``meta-rl`` command line (meta_rl_lessons.cli): train, interrupt, resume, eval, plot, errors.
+
+The acceptance tests run the command line at the smoke budget with one torch thread, in subprocesses
+(``python -m meta_rl_lessons.cli``, as a user would) where it matters, else in this process (``cli.main``,
+the same code without the cost of importing torch again): a run stopped half way (by
+``--stop-after-iterations``, and once by a real SIGINT) and resumed must end with the same ``progress.csv``
+as a run never interrupted, apart from the wall-clock columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from meta_rl_lessons import cli, runs
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "META_RL_PROGRESS": "0", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+MAML = ["maml", "--env", "MetaRL/Navigation2D-v0", "--budget", "smoke", "--seed", "3", "--threads", "1"]
+PPO = ["ppo", "--env", "CartPole-v1", "--budget", "smoke", "--seed", "4", "--threads", "1"]
+
+
+def meta_rl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m meta_rl_lessons.cli ARGS`` in the repository root."""
+    proc = subprocess.run([sys.executable, "-m", "meta_rl_lessons.cli", *args], cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"meta-rl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def rows(run_dir: Path) -> list[dict[str, str]]:
+    """progress.csv rows without the wall-clock columns (everything else must be reproducible)."""
+    with open(run_dir / "progress.csv", newline="") as fh:
+        return [{k: v for k, v in r.items() if k not in cli.TIMING_COLUMNS} for r in csv.DictReader(fh)]
+
+
+def run_cli(*args: str) -> int:
+    """``meta-rl ARGS`` in this process (much faster than a subprocess: no torch import); the caller's torch
+    thread count is restored afterwards."""
+    threads = torch.get_num_threads()
+    try:
+        return cli.main([*args, "--no-progress"] if args[0] in ("train", "resume") else list(args))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory):
+    """Uninterrupted smoke runs: MAML on Navigation2D through the real command line (a subprocess running
+    ``meta-rl train maml --env MetaRL/Navigation2D-v0 --budget smoke``), PPO on CartPole in this process."""
+    base = tmp_path_factory.mktemp("reference")
+    meta_rl("train", *MAML, "--out", str(base / "maml"))
+    assert run_cli("train", *PPO, "--out", str(base / "ppo")) == 0
+    return {"maml": base / "maml", "ppo": base / "ppo"}
+
+
+# ---------------------------------------------------------------------------------------------- acceptance
+@pytest.mark.parametrize("algo, args, total", [("maml", MAML, 6), ("ppo", PPO, 6)])
+def test_stop_half_way_then_resume_gives_the_uninterrupted_numbers(tmp_path, reference_runs, capsys, algo,
+                                                                   args, total):
+    run = tmp_path / algo
+    assert run_cli("train", *args, "--out", str(run), "--stop-after-iterations", str(total // 2)) == 0
+    assert f"meta-rl resume {run}" in capsys.readouterr().err
+    assert len(rows(run)) == total // 2
+    assert runs.RunDir(run).read_json("provenance.json")["status"] == "interrupted"
+    assert run_cli("resume", str(run)) == 0
+    expected = rows(reference_runs[algo])
+    assert len(expected) == total
+    assert rows(run) == expected
+    prov = runs.RunDir(run).read_json("provenance.json")
+    assert prov["status"] == "finished"
+    assert [s["status"] for s in prov["sessions"]] == ["interrupted", "finished"]
+    assert prov["sessions"][1]["command"] == ["meta-rl", "resume", str(run), "--no-progress"]
+
+
+def test_resume_recomputes_rows_logged_after_the_last_checkpoint(tmp_path, reference_runs):
+    """A crash between checkpoints leaves extra rows in progress.csv: resume drops and recomputes them."""
+    run = tmp_path / "maml"
+    assert run_cli("train", *MAML, "--out", str(run), "--stop-after-iterations", "2") == 0
+    extra = rows(reference_runs["maml"])[2]
+    with open(run / "progress.csv", "a", newline="") as fh:
+        csv.writer(fh).writerow([*extra.values(), "0", "0", "0"])  # a fake row 3 written after the checkpoint
+    assert run_cli("resume", str(run)) == 0
+    assert rows(run) == rows(reference_runs["maml"])
+
+
+def test_sigint_checkpoints_at_the_iteration_boundary_and_resume_matches(tmp_path):
+    """A real SIGINT to a ``meta-rl train`` process half way; the resumed run equals an uninterrupted one."""
+    args = [*MAML, "--set", "iterations=20"]
+    run = tmp_path / "interrupted"
+    proc = subprocess.Popen([sys.executable, "-m", "meta_rl_lessons.cli", "train", *args, "--out", str(run)],
+                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    progress = run / "progress.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if progress.is_file() and len(progress.read_text().splitlines()) >= 3:  # header + 2 iterations
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == cli.EXIT_INTERRUPTED, err
+    assert "interrupt received" in err and f"meta-rl resume {run}" in err
+    done = len(rows(run))
+    assert 2 <= done < 20
+    ckpt = runs.load_checkpoint(run / "checkpoint.pt")
+    assert len(ckpt["rows"]) == done and int(ckpt["state"]["trainer"]["iterations_done"]) == done
+    assert runs.RunDir(run).read_json("provenance.json")["status"] == "interrupted"
+    assert run_cli("resume", str(run)) == 0
+    reference = tmp_path / "reference"
+    assert run_cli("train", *args, "--out", str(reference)) == 0
+    assert len(rows(reference)) == 20
+    assert rows(run) == rows(reference)
+
+
+# ---------------------------------------------------------------------------------------------- run directory
+def test_config_and_provenance_contents(reference_runs):
+    rd = runs.RunDir.open(reference_runs["maml"])
+    config = rd.read_config()
+    assert {k: config[k] for k in ("algorithm", "env", "budget", "seed", "device", "threads")} == {
+        "algorithm": "maml", "env": "MetaRL/Navigation2D-v0", "budget": "smoke", "seed": 3, "device": "cpu",
+        "threads": 1}
+    assert config["config_class"] == "meta_rl_lessons.maml.rl.MAMLTRPOConfig"
+    fields = config["config"]
+    assert fields["family"] == "Navigation2D" and fields["seed"] == 3 and fields["device"] == "cpu"
+    assert fields["iterations"] == cli.PRESETS["maml"]["smoke"]["iterations"]
+    from meta_rl_lessons.maml.rl import MAMLTRPOConfig
+
+    assert cli.MAMLAlgorithm().config_from_dict(fields) == MAMLTRPOConfig(**{
+        **fields, "hidden_sizes": tuple(fields["hidden_sizes"])})
+    prov = rd.read_json("provenance.json")
+    assert prov["command"][:3] == ["meta-rl", "train", "maml"] and "--seed" in prov["command"]
+    assert prov["status"] == "finished" and prov["end_time"] >= prov["start_time"]
+    for key in ("git", "hostname", "cpu_model", "cpu_count", "gpus", "versions"):
+        assert key in prov
+    for lib in ("torch", "gymnasium", "mujoco"):
+        assert prov["versions"][lib]
+    if prov["git"] is not None:
+        assert len(prov["git"]["commit"]) == 40 and isinstance(prov["git"]["dirty"], bool)
+    assert (rd.path / "checkpoint.pt").is_file()
+    assert not [p for p in rd.path.iterdir() if ".tmp" in p.name]
+    progress = rows(rd.path)
+    assert [int(float(r["iteration"])) for r in progress] == list(range(1, 7))
+    steps = [float(r["env_steps_total"]) for r in progress]
+    assert all(b > a for a, b in zip(steps, steps[1:], strict=False))
+
+
+# ---------------------------------------------------------------------------------------------- eval, plot
+def test_eval_maml_prints_returns_after_0_to_3_adaptation_steps(reference_runs, capsys):
+    assert run_cli("eval", str(reference_runs["maml"]), "--tasks", "4") == 0
+    stdout = capsys.readouterr().out
+    lines = stdout.splitlines()
+    assert "held-out test tasks" in stdout
+    header = next(i for i, x in enumerate(lines) if x.startswith("adaptation steps"))
+    table = [line.split() for line in lines[header + 1:]]
+    assert [int(r[0]) for r in table] == [0, 1, 2, 3]
+    assert all(math.isfinite(float(r[1])) and float(r[1]) < 0 for r in table)  # navigation rewards are < 0
+    report = json.loads((reference_runs["maml"] / "eval.json").read_text())
+    assert set(report["return_after_steps"]) == {"0", "1", "2", "3"}
+    assert report["return_after_steps"]["0"]["n"] == 4
+
+
+def test_eval_ppo_prints_episode_returns(reference_runs, capsys):
+    assert run_cli("eval", str(reference_runs["ppo"]), "--episodes", "3") == 0
+    assert "episode_return:" in capsys.readouterr().out
+    report = json.loads((reference_runs["ppo"] / "eval.json").read_text())
+    assert report["episode_return"]["n"] == 3
+    assert report["episode_return"]["mean"] >= 8  # a CartPole episode lasts at least 8 steps
+
+
+def test_plot_writes_a_png_with_labelled_axes(tmp_path, reference_runs):
+    out = tmp_path / "fig.png"
+    assert run_cli("plot", str(reference_runs["maml"]), "--out", str(out)) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from meta_rl_lessons import plotting
+
+    rd = runs.RunDir.open(reference_runs["maml"])
+    fig = plotting.plot_runs([(rd.path, rd.read_config(), rd.read_progress())], x="env_steps_total",
+                             y="return_post")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "environment steps (count)"
+    assert ax.get_ylabel().startswith("mean return after adaptation")
+    assert ax.get_legend().get_texts()[0].get_text() == "maml on MetaRL/Navigation2D-v0 (smoke)"
+
+
+def test_plot_unknown_column_is_a_clear_error(reference_runs, capsys):
+    assert cli.main(["plot", str(reference_runs["ppo"]), "--y", "nonsense"]) == 2
+    assert "has no column 'nonsense'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- other trainers
+@pytest.mark.parametrize("algo, env", [("trpo", "CartPole-v1"), ("rl2", "MetaRL/BernoulliBandit-v0"),
+                                       ("adaptive", "CartPole-v1")])
+def test_other_algorithms_resume_exactly(tmp_path, algo, env):
+    """Stop after one iteration, resume, compare with an uninterrupted run."""
+    common = ["train", algo, "--env", env, "--budget", "smoke", "--threads", "1"]
+    assert run_cli(*common, "--out", str(tmp_path / "full")) == 0
+    assert run_cli(*common, "--out", str(tmp_path / "part"), "--stop-after-iterations", "1") == 0
+    assert len(rows(tmp_path / "part")) == 1
+    assert run_cli("resume", str(tmp_path / "part")) == 0
+    full = rows(tmp_path / "full")
+    assert len(full) > 1 and rows(tmp_path / "part") == full
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("argv, message", [
+    (["train", "mamll"], "unknown algorithm 'mamll' (did you mean maml?); allowed: ppo, trpo, maml, rl2, "
+                         "adaptive"),
+    (["train", "maml", "--env", "MetaRL/Navigaton2D-v0"], "did you mean MetaRL/Navigation2D-v0"),
+    (["train", "maml", "--env", "Nope-v0"], "Registered MetaRL environments: MetaRL/BernoulliBandit-v0"),
+    (["train", "ppo", "--env", "CartPol-v1"], "unknown environment 'CartPol-v1' for ppo; did you mean "
+                                              "CartPole-v1"),
+    (["train", "rl2", "--env", "MetaRL/AntVel-v0"], "rl2 cannot train on 'MetaRL/AntVel-v0'"),
+    (["train", "ppo", "--budget", "huge"], "unknown budget 'huge'; allowed: smoke, book, full"),
+    (["train", "ppo", "--device", "tpu"], "unknown device 'tpu'; allowed: cpu, cuda, auto"),
+    (["train", "ppo", "--set", "learnin_rate=1"], "PPOConfig has no field 'learnin_rate' (did you mean "
+                                                  "learning_rate?)"),
+    (["train", "ppo", "--set", "learning_rate=fast"], "--set learning_rate='fast': cannot convert to float"),
+    (["train", "ppo", "--set", "seed=1"], "--set seed: set by --seed"),
+    (["train", "ppo", "--set", "learning_rate"], "--set expects key=value"),
+    (["train", "ppo", "--set", "learning_rate=-1"], "invalid PPOConfig: PPOConfig.learning_rate must be > 0"),
+    (["train", "ppo", "--seed", "-1"], "--seed must be a non-negative integer"),
+    (["resume", "/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),
+])
+def test_usage_errors_are_clear(tmp_path, capsys, argv, message):
+    assert cli.main([*argv, *(["--out", str(tmp_path / "run")] if argv[0] == "train" else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("meta-rl: error: ") and message in err
+    assert not (tmp_path / "run").exists()  # nothing was created
+
+
+def test_cuda_without_cuda_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["train", "ppo", "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    assert "--device cuda was requested but CUDA is not available on this machine" in capsys.readouterr().err
+
+
+def test_existing_run_dir_needs_force_and_finished_runs_do_not_resume(reference_runs, tmp_path, capsys):
+    assert cli.main(["train", *PPO, "--out", str(reference_runs["ppo"])]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert cli.main(["resume", str(reference_runs["ppo"])]) == 2
+    assert "already finished" in capsys.readouterr().err
+    other = tmp_path / "not-a-run"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    assert cli.main(["train", *PPO, "--out", str(other), "--force"]) == 2
+    assert "does not look like one" in capsys.readouterr().err
+    assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_force_replaces_a_run_directory(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "maml", "--budget", "smoke", "--threads", "1", "--out", str(run),
+            "--set", "iterations=1"]
+    assert run_cli(*args) == 0
+    (run / "stale.txt").write_text("old")
+    assert run_cli(*args, "--force") == 0
+    assert not (run / "stale.txt").exists() and len(rows(run)) == 1
+
+
+# ---------------------------------------------------------------------------------------------- --set parsing
+def test_parse_overrides_converts_to_the_field_types():
+    from meta_rl_lessons.maml.rl import MAMLTRPOConfig
+    from meta_rl_lessons.rl.ppo import PPOConfig
+
+    got = cli.parse_overrides(PPOConfig, ["num_envs=2", "total_steps=1e4", "learning_rate=3e-4",
+                                          "anneal_lr=false", "target_kl=none", "hidden_sizes=32,32",
+                                          "max_grad_norm=inf", "activation=relu", "max_episode_steps=100"])
+    assert got == {"num_envs": 2, "total_steps": 10_000, "learning_rate": 3e-4, "anneal_lr": False,
+                   "target_kl": None, "hidden_sizes": (32, 32), "max_grad_norm": math.inf,
+                   "activation": "relu", "max_episode_steps": 100}
+    assert cli.parse_overrides(PPOConfig, ["hidden_sizes=(8,)"]) == {"hidden_sizes": (8,)}
+    assert cli.parse_overrides(MAMLTRPOConfig, ['family_kwargs={"horizon": 50}']) == {
+        "family_kwargs": {"horizon": 50}}
+    with pytest.raises(cli.CLIError, match="cannot convert to int"):
+        cli.parse_overrides(PPOConfig, ["num_envs=2.5"])
+    with pytest.raises(cli.CLIError, match="cannot convert to bool"):
+        cli.parse_overrides(PPOConfig, ["anneal_lr=maybe"])
+
+
+def test_presets_are_valid_configs_for_every_budget():
+    for algo in cli.ALGORITHMS:
+        a = cli.adapter(algo)
+        for budget in ("smoke", "book", "full"):
+            a.config_class()(**cli.preset(algo, budget))
+    assert cli.preset("maml", "book", "HalfCheetahVel")["meta_batch_size"] == 40
+
+
+def test_help_is_fast_and_imports_no_torch(capsys):
+    code = ("import sys, meta_rl_lessons.cli as c\n"
+            "assert 'torch' not in sys.modules and 'gymnasium' not in sys.modules, sorted(sys.modules)\n"
+            "c.build_parser().format_help()")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, check=True, timeout=60)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "train" in help_text and "resume" in help_text
