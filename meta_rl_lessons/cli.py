@@ -26,6 +26,7 @@ and the algorithms are imported inside the commands.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import difflib
 import json
@@ -35,7 +36,7 @@ import signal
 import sys
 import time
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -731,6 +732,18 @@ class StopRequest:
         signal.signal(signal.SIGINT, self._previous)
 
 
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while a trainer is built. Worker processes it starts (the MuJoCo samplers spawn physics
+    workers) inherit the ignored disposition, so a Ctrl-C in the terminal, which reaches the whole process
+    group, stops only the main process at an iteration boundary instead of killing the workers mid-step."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # ============================================================================ train / resume
 def _setup_torch(threads: int | None) -> int:
     import torch
@@ -840,7 +853,8 @@ def _run(rd: Any, algo: Algorithm, config: Any, resume: bool, args: argparse.Nam
 
     session = _session(args)
     try:
-        trainer = algo.build(config)
+        with _sigint_ignored():  # worker processes started now (MuJoCo physics) inherit "ignore Ctrl-C"
+            trainer = algo.build(config)
     except BaseException:
         _finish_session(rd, session, "failed")
         raise
@@ -1002,8 +1016,8 @@ def _run_search(rd: Any, config: AdaptiveConfig, resume: bool, args: argparse.Na
 
     def add_row(result: Mapping[str, Any]) -> None:
         score = float(result["score"])
-        best = max([float(r["score"]) for r in rows if not math.isnan(float(r["score"]))] + [score]) \
-            if not math.isnan(score) or rows else score
+        previous = float(rows[-1]["best_score"]) if rows else math.nan  # NaN scores never become the best
+        best = score if math.isnan(previous) else previous if math.isnan(score) else max(previous, score)
         total = (rows[-1]["env_steps_total"] if rows else 0) + int(result["steps_run"])
         rows.append({"iteration": len(rows) + 1, "trial_id": result["trial_id"], "score": score,
                      "best_score": best, "steps_run": int(result["steps_run"]),

@@ -210,6 +210,30 @@ def test_other_algorithms_resume_exactly(tmp_path, algo, env):
     assert run_cli("resume", str(tmp_path / "part")) == 0
     full = rows(tmp_path / "full")
     assert len(full) > 1 and rows(tmp_path / "part") == full
+    assert run_cli("eval", str(tmp_path / "full"), "--episodes", "2", "--tasks", "4") == 0
+    report = json.loads((tmp_path / "full" / "eval.json").read_text())
+    key = {"trpo": "episode_return", "rl2": "trial_return", "adaptive": "best_score"}[algo]
+    assert key in report
+
+
+def test_tensorboard_logs_when_available_else_says_why(tmp_path, capsys):
+    import importlib.util
+
+    run = tmp_path / "run"
+    assert run_cli("train", "maml", "--budget", "smoke", "--threads", "1", "--set", "iterations=2",
+                   "--out", str(run), "--tensorboard") == 0
+    if importlib.util.find_spec("tensorboard") is None:
+        assert "--tensorboard ignored: torch.utils.tensorboard is not importable" in capsys.readouterr().err
+        assert not (run / "tensorboard").exists()
+    else:
+        assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_list_shows_algorithms_budgets_and_metarl_envs(capsys):
+    assert run_cli("list") == 0
+    out = capsys.readouterr().out
+    assert "ppo, trpo, maml, rl2, adaptive" in out and "smoke, book, full" in out
+    assert "MetaRL/Navigation2D-v0" in out and "MetaRL/HalfCheetahVel-v0" in out
 
 
 # ---------------------------------------------------------------------------------------------- errors
