@@ -102,7 +102,9 @@ class AdaptiveConfig:
 
 
 # ============================================================================ budget presets
-#: Config fields per algorithm and budget. smoke: seconds (tests); book: minutes on 2 CPU cores; full: the
+#: Config fields per algorithm and budget. smoke: seconds (tests); book: minutes on 2 CPU cores, the sizes the
+#: chapters use at the book budget (MAML: 40 meta-iterations on 2D navigation; RL²: 60 iterations of 1024
+#: bandit trials; adaptive: chapter 4's random search); full: the
 #: paper-scale settings of the papers and reference implementations (MAML: pytorch-maml-rl's 500
 #: meta-batches of 20 tasks x 20 episodes, 40 tasks for locomotion; RL²: GRU 256, 500 iterations, about
 #: 250k steps per iteration).
@@ -120,19 +122,19 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "maml": {
         "smoke": {"meta_batch_size": 4, "num_episodes": 4, "iterations": 6, "hidden_sizes": (16, 16)},
-        "book": {"meta_batch_size": 20, "num_episodes": 20, "iterations": 100, "curvature_subsample": 0.1},
+        "book": {"meta_batch_size": 20, "num_episodes": 20, "iterations": 40, "curvature_subsample": 0.1},
         "full": {"meta_batch_size": 20, "num_episodes": 20, "iterations": 500},
     },
     "rl2": {
         "smoke": {"num_trials": 64, "num_minibatches": 4, "total_iterations": 6, "hidden_size": 32,
                   "update_epochs": 2},
-        "book": {"num_trials": 1024, "total_iterations": 100, "hidden_size": 128},
+        "book": {"num_trials": 1024, "num_minibatches": 16, "total_iterations": 60, "hidden_size": 128},
         "full": {"num_trials": 25_000, "num_minibatches": 50, "total_iterations": 500, "hidden_size": 256},
     },
     "adaptive": {
         "smoke": {"num_trials": 3, "steps_per_trial": 256, "max_layers": 1, "num_envs": 2, "num_steps": 64},
-        "book": {"num_trials": 8, "steps_per_trial": 20_000},
-        "full": {"num_trials": 32, "steps_per_trial": 100_000},
+        "book": {"num_trials": 8, "steps_per_trial": 24_576},
+        "full": {"num_trials": 32, "steps_per_trial": 81_920},
     },
 }
 
@@ -1167,7 +1169,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--env", default=None,
                    help="environment id (default: CartPole-v1 for ppo/trpo/adaptive, MetaRL/Navigation2D-v0 "
                         "for maml, MetaRL/BernoulliBandit-v0 for rl2)")
-    t.add_argument("--budget", default="book", help=f"experiment size: {', '.join(BUDGETS)} (default book)")
+    t.add_argument("--budget", default=None,
+                   help=f"experiment size: {', '.join(BUDGETS)} (default: $META_RL_BUDGET, else book)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--device", default="cpu", help=f"{', '.join(DEVICES)} (default cpu)")
     t.add_argument("--out", default=None,
@@ -1225,6 +1228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             adapter(args.algorithm)
+            if args.budget is None:
+                from meta_rl_lessons import budget
+
+                try:
+                    args.budget = budget.current().name
+                except ValueError as err:
+                    raise CLIError(str(err)) from None
             if args.budget not in BUDGETS:
                 raise CLIError(f"unknown budget {args.budget!r}; allowed: {', '.join(BUDGETS)}")
             if args.device not in DEVICES:

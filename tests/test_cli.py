@@ -263,6 +263,16 @@ def test_usage_errors_are_clear(tmp_path, capsys, argv, message):
     assert not (tmp_path / "run").exists()  # nothing was created
 
 
+def test_budget_defaults_to_meta_rl_budget(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("META_RL_BUDGET", "smoke")
+    out = str(tmp_path / "r")
+    assert run_cli("train", "maml", "--threads", "1", "--set", "iterations=1", "--out", out) == 0
+    assert runs.RunDir.open(tmp_path / "r").read_config()["budget"] == "smoke"
+    monkeypatch.setenv("META_RL_BUDGET", "huge")
+    assert run_cli("train", "maml", "--out", str(tmp_path / "r2")) == 2
+    assert "META_RL_BUDGET='huge' is not a known experiment budget" in capsys.readouterr().err
+
+
 def test_cuda_without_cuda_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cli.main(["train", "ppo", "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
