@@ -799,8 +799,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--force deletes run directories only, and {out!r} has no config.json: it does not "
                        "look like one; remove it yourself or choose another --out")
     try:
+        if args.force and (target / ".lock").exists():
+            with RunDir(target).lock():  # refuse to delete a run another process is training
+                pass
         rd = RunDir.create(out, force=args.force)
-    except FileExistsError as err:
+    except (FileExistsError, BlockingIOError) as err:
         raise CLIError(str(err)) from None
     meta = {"algorithm": algo.name, "env": env, "budget": args.budget, "seed": args.seed,
             "device": args.device, "threads": threads, "overrides": list(args.set or []),
@@ -848,8 +851,21 @@ def _finish_session(rd: Any, session: dict[str, Any], status: str) -> None:
 
 
 def _run(rd: Any, algo: Algorithm, config: Any, resume: bool, args: argparse.Namespace) -> int:
-    if algo.name == "adaptive":
-        return _run_search(rd, config, resume, args)
+    """Train (or continue) the run in ``rd`` while holding its lock; returns the exit status."""
+    try:
+        lock = rd.lock()
+        lock.__enter__()
+    except BlockingIOError as err:
+        raise CLIError(str(err)) from None
+    try:
+        if algo.name == "adaptive":
+            return _run_search(rd, config, resume, args)
+        return _run_trainer(rd, algo, config, resume, args)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _run_trainer(rd: Any, algo: Algorithm, config: Any, resume: bool, args: argparse.Namespace) -> int:
     from meta_rl_lessons.rl.utils import progress
     from meta_rl_lessons.runs import load_checkpoint, save_checkpoint
 

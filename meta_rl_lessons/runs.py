@@ -28,6 +28,7 @@ This module imports torch and NumPy lazily, so the command line's ``--help`` sta
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import json
@@ -39,7 +40,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -418,6 +419,40 @@ class RunDir:
             raise FileNotFoundError(f"{str(p)!r} is not a run directory: it has no {CONFIG} "
                                     "(runs are created by `meta-rl train`)")
         return cls(p)
+
+    # -- exclusive use -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run (``<dir>/.lock``, ``flock``) while training it, so a second
+        ``train --force`` or ``resume`` of the same directory cannot interleave with a running one. The
+        operating system releases the lock when the process ends, however it ends. (No-op without ``fcntl``.)
+
+        Raises:
+            BlockingIOError: another process holds the lock (the message names its pid).
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        path = self.path / ".lock"
+        fh = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                owner = fh.read().strip() or "unknown"
+                message = (f"run directory {str(self.path)!r} is in use by another meta-rl process (pid "
+                           f"{owner}); wait for it to finish or stop it first")
+                raise BlockingIOError(message) from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
+            yield
+        finally:
+            fh.close()
 
     # -- JSON files ------------------------------------------------------------------------------------
     def write_json(self, name: str, payload: Any) -> Path:

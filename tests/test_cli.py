@@ -302,6 +302,29 @@ def test_force_replaces_a_run_directory(tmp_path):
     assert not (run / "stale.txt").exists() and len(rows(run)) == 1
 
 
+def test_a_run_in_use_cannot_be_resumed_or_replaced(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_cli("train", *MAML, "--out", str(run), "--stop-after-iterations", "1") == 0
+    capsys.readouterr()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
+                               "from meta_rl_lessons.runs import RunDir\n"
+                               "with RunDir(sys.argv[1]).lock():\n"
+                               "    print('locked', flush=True)\n"
+                               "    time.sleep(60)\n", str(run)],
+                              cwd=ROOT, env=ENV, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run_cli("resume", str(run)) == 2
+        assert f"is in use by another meta-rl process (pid {holder.pid})" in capsys.readouterr().err
+        assert run_cli("train", *MAML, "--out", str(run), "--force") == 2
+        assert "is in use" in capsys.readouterr().err
+        assert (run / "checkpoint.pt").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_cli("resume", str(run)) == 0  # the lock died with its process
+
+
 # ---------------------------------------------------------------------------------------------- --set parsing
 def test_parse_overrides_converts_to_the_field_types():
     from meta_rl_lessons.maml.rl import MAMLTRPOConfig
