@@ -319,6 +319,9 @@ class Algorithm:
     name: str = ""
     return_key: str = "episode_return"
     """The progress column shown as the current return."""
+    steps_per_iteration: bool = False
+    """The trainer's ``env_steps`` column counts one iteration's steps (summed into ``env_steps_total``),
+    not the total so far."""
     generators: tuple[str, ...] = ()
 
     def config_class(self) -> type:
@@ -562,6 +565,7 @@ class TRPOAlgorithm(Algorithm):
 class MAMLAlgorithm(Algorithm):
     name = "maml"
     return_key = "return_post"
+    steps_per_iteration = True
     # the task sampler, the curvature subsample generator, the batched env's generator (torch or NumPy)
     generators = ("task_rng", "_gen", "sampler.env.generator", "sampler.env.rng")
 
@@ -869,6 +873,9 @@ def _run_trainer(rd: Any, algo: Algorithm, config: Any, resume: bool, args: argp
     from meta_rl_lessons.rl.utils import progress
     from meta_rl_lessons.runs import load_checkpoint, save_checkpoint
 
+    if resume and not rd.checkpoint_path.is_file():
+        raise CLIError(f"run {str(rd.path)!r} has no checkpoint.pt: it was stopped before its first "
+                       "checkpoint; start it again with `meta-rl train ... --force`")
     session = _session(args)
     try:
         with _sigint_ignored():  # worker processes started now (MuJoCo physics) inherit "ignore Ctrl-C"
@@ -879,42 +886,37 @@ def _run_trainer(rd: Any, algo: Algorithm, config: Any, resume: bool, args: argp
     rows: list[dict[str, Any]] = []
     wall_before = 0.0
     if resume:
-        if not rd.checkpoint_path.is_file():
-            raise CLIError(f"run {str(rd.path)!r} has no checkpoint.pt: it was stopped before its first "
-                           "checkpoint; start it again with `meta-rl train ... --force`")
         ckpt = load_checkpoint(rd.checkpoint_path)
         load_trainer_state(algo, trainer, ckpt["state"])
         rows = [dict(r) for r in ckpt["rows"]]
         wall_before = float(ckpt["wall_time"])
-        rd.write_progress(rows)  # drops rows logged after the checkpoint: they are recomputed
-    else:
-        rd.write_progress([])
+    rd.write_progress(rows)  # on resume this drops rows logged after the checkpoint: they are recomputed
     total = algo.total_iterations(trainer)
     start = time.perf_counter()
-    last_save = start
-    writer = _tensorboard(rd.path, getattr(args, "tensorboard", False) or False)
+    writer = _tensorboard(rd.path, bool(getattr(args, "tensorboard", False)))
     steps_total = float(rows[-1]["env_steps_total"]) if rows else 0.0
-    status = "interrupted"
-    interval = float(getattr(args, "checkpoint_every", 60.0) or 60.0)
+    interval = float(args.checkpoint_every)
     stop_after = getattr(args, "stop_after_iterations", None)
     session_iterations = 0
+    saved_at = algo.iterations_done(trainer) if resume else -1  # iterations in the checkpoint on disk
+    last_save = start
 
     def save() -> None:
+        nonlocal saved_at, last_save
         state = trainer_state(algo, trainer)
         save_checkpoint({"format": 1, "algorithm": algo.name, "state": state, "rows": rows,
                          "wall_time": wall_before + time.perf_counter() - start}, rd.checkpoint_path)
+        saved_at, last_save = algo.iterations_done(trainer), time.perf_counter()
 
     bar = progress(total=total, initial=algo.iterations_done(trainer), desc=f"{algo.name} {rd.path.name}",
                    enabled=not args.no_progress, unit="it")
     try:
         with StopRequest() as stop:
-            while algo.iterations_done(trainer) < total:
-                if stop.requested:
-                    break
+            while algo.iterations_done(trainer) < total and not stop.requested:
                 row = algo.iteration(trainer)
                 session_iterations += 1
                 step_col = float(row.get("env_steps", 0.0))
-                steps_total = step_col if algo.name != "maml" else steps_total + step_col
+                steps_total = steps_total + step_col if algo.steps_per_iteration else step_col
                 row = {**row, "env_steps_total": steps_total,
                        "wall_time": wall_before + time.perf_counter() - start}
                 rows.append(row)
@@ -923,15 +925,12 @@ def _run_trainer(rd: Any, algo: Algorithm, config: Any, resume: bool, args: argp
                 ret = row.get(algo.return_key, math.nan)
                 bar.set_postfix(env_steps=f"{int(steps_total):,}", ret=f"{ret:.2f}", refresh=False)
                 bar.update(1)
-                done = algo.iterations_done(trainer) >= total
-                if stop.requested or done or (stop_after is not None and session_iterations >= stop_after) \
-                        or time.perf_counter() - last_save >= interval:
+                if stop_after is not None and session_iterations >= stop_after:
+                    stop.requested = True  # the debug flag takes the Ctrl-C path
+                if time.perf_counter() - last_save >= interval:
                     save()
-                    last_save = time.perf_counter()
-                if stop_after is not None and session_iterations >= stop_after and not done:
-                    stop.requested = True
             finished = algo.iterations_done(trainer) >= total
-            if finished and not rd.checkpoint_path.is_file():
+            if saved_at != algo.iterations_done(trainer):  # at the end, and at the boundary after Ctrl-C
                 save()
     except KeyboardInterrupt:
         bar.close()
@@ -949,13 +948,12 @@ def _run_trainer(rd: Any, algo: Algorithm, config: Any, resume: bool, args: argp
         algo.close(trainer)
     bar.close()
     if finished:
-        status = "finished"
-        _finish_session(rd, session, status)
+        _finish_session(rd, session, "finished")
         last = rows[-1] if rows else {}
         print(f"meta-rl: finished {algo.iterations_done(trainer)} iterations; {algo.return_key} = "
               f"{last.get(algo.return_key, math.nan):.4g}; run directory {rd.path}")
         return 0
-    _finish_session(rd, session, status)
+    _finish_session(rd, session, "interrupted")
     print(f"meta-rl: stopped after iteration {algo.iterations_done(trainer)} of {total}; "
           f"{_resume_message(rd.path)}", file=sys.stderr)
     return EXIT_INTERRUPTED if stop_after is None or session_iterations < stop_after else 0
@@ -1255,6 +1253,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise CLIError(f"unknown budget {args.budget!r}; allowed: {', '.join(BUDGETS)}")
             if args.device not in DEVICES:
                 raise CLIError(f"unknown device {args.device!r}; allowed: {', '.join(DEVICES)}")
+        if getattr(args, "checkpoint_every", 0.0) < 0:
+            raise CLIError(f"--checkpoint-every must be >= 0 seconds, got {args.checkpoint_every}")
+        if getattr(args, "stop_after_iterations", None) is not None and args.stop_after_iterations < 1:
+            raise CLIError(f"--stop-after-iterations must be >= 1, got {args.stop_after_iterations}")
         return COMMANDS[args.command](args)
     except CLIError as err:
         print(f"meta-rl: error: {err}", file=sys.stderr)

@@ -95,18 +95,36 @@ def test_resume_recomputes_rows_logged_after_the_last_checkpoint(tmp_path, refer
     assert rows(run) == rows(reference_runs["maml"])
 
 
-def test_sigint_checkpoints_at_the_iteration_boundary_and_resume_matches(tmp_path):
-    """A real SIGINT to a ``meta-rl train`` process half way; the resumed run equals an uninterrupted one."""
-    args = [*MAML, "--set", "iterations=20"]
-    run = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "meta_rl_lessons.cli", "train", *args, "--out", str(run)],
-                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+MAML20 = [*MAML, "--set", "iterations=20"]
+
+
+@pytest.fixture(scope="module")
+def maml20_reference(tmp_path_factory):
+    """An uninterrupted 20-iteration MAML run (long enough to interrupt a copy of it half way)."""
+    run = tmp_path_factory.mktemp("maml20") / "run"
+    assert run_cli("train", *MAML20, "--out", str(run)) == 0
+    assert len(rows(run)) == 20
+    return run
+
+
+def start_and_wait(run: Path, *extra: str, min_rows: int = 2) -> subprocess.Popen:
+    """Start ``meta-rl train`` (MAML, 20 iterations) in a subprocess; return once it logged ``min_rows``."""
+    proc = subprocess.Popen([sys.executable, "-m", "meta_rl_lessons.cli", "train", *MAML20, "--out", str(run),
+                             *extra], cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     progress = run / "progress.csv"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
-        if progress.is_file() and len(progress.read_text().splitlines()) >= 3:  # header + 2 iterations
+        if progress.is_file() and len(progress.read_text().splitlines()) >= min_rows + 1:  # + the header
             break
         time.sleep(0.005)
+    return proc
+
+
+def test_sigint_checkpoints_at_the_iteration_boundary_and_resume_matches(tmp_path, maml20_reference):
+    """A real SIGINT to a ``meta-rl train`` process half way; the resumed run equals an uninterrupted one."""
+    run = tmp_path / "interrupted"
+    proc = start_and_wait(run)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == cli.EXIT_INTERRUPTED, err
@@ -117,10 +135,22 @@ def test_sigint_checkpoints_at_the_iteration_boundary_and_resume_matches(tmp_pat
     assert len(ckpt["rows"]) == done and int(ckpt["state"]["trainer"]["iterations_done"]) == done
     assert runs.RunDir(run).read_json("provenance.json")["status"] == "interrupted"
     assert run_cli("resume", str(run)) == 0
-    reference = tmp_path / "reference"
-    assert run_cli("train", *args, "--out", str(reference)) == 0
-    assert len(rows(reference)) == 20
-    assert rows(run) == rows(reference)
+    assert rows(run) == rows(maml20_reference)
+
+
+def test_killed_run_resumes_from_its_last_periodic_checkpoint(tmp_path, maml20_reference):
+    """SIGKILL (no chance to save): with ``--checkpoint-every 0`` at most the running iteration is lost."""
+    run = tmp_path / "killed"
+    proc = start_and_wait(run, "--checkpoint-every", "0", min_rows=3)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    done = len(runs.load_checkpoint(run / "checkpoint.pt")["rows"])
+    assert 2 <= done < 20  # every logged iteration but possibly the last was checkpointed
+    assert done >= len(rows(run)) - 1
+    assert runs.RunDir(run).read_json("provenance.json")["status"] == "running"
+    assert run_cli("resume", str(run)) == 0
+    assert rows(run) == rows(maml20_reference)
 
 
 # ---------------------------------------------------------------------------------------------- run directory
@@ -255,6 +285,8 @@ def test_list_shows_algorithms_budgets_and_metarl_envs(capsys):
     (["train", "ppo", "--set", "learning_rate=-1"], "invalid PPOConfig: PPOConfig.learning_rate must be > 0"),
     (["train", "ppo", "--seed", "-1"], "--seed must be a non-negative integer"),
     (["resume", "/nonexistent/run"], "run directory '/nonexistent/run' does not exist"),
+    (["train", "ppo", "--checkpoint-every", "-1"], "--checkpoint-every must be >= 0 seconds"),
+    (["train", "ppo", "--stop-after-iterations", "0"], "--stop-after-iterations must be >= 1"),
 ])
 def test_usage_errors_are_clear(tmp_path, capsys, argv, message):
     assert cli.main([*argv, *(["--out", str(tmp_path / "run")] if argv[0] == "train" else [])]) == 2
