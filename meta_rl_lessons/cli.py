@@ -323,6 +323,7 @@ class Algorithm:
     """The trainer's ``env_steps`` column counts one iteration's steps (summed into ``env_steps_total``),
     not the total so far."""
     generators: tuple[str, ...] = ()
+    """Dotted paths (from the trainer) of random generators its ``state_dict`` does not hold."""
 
     def config_class(self) -> type:
         raise NotImplementedError
@@ -378,7 +379,12 @@ class Algorithm:
             logger.rows.clear()  # rows live in progress.csv; keep memory bounded in long runs
         return row
 
+    def load_state(self, trainer: Any, state: Mapping[str, Any]) -> None:
+        """Load what ``trainer.state_dict()`` returned (as read back from a checkpoint)."""
+        trainer.load_state_dict(dict(state))
+
     def extra_state(self, trainer: Any) -> dict[str, Any]:
+        """State the future depends on that ``trainer.state_dict()`` misses (see each adapter)."""
         return {}
 
     def load_extra_state(self, trainer: Any, state: Mapping[str, Any]) -> None:
@@ -388,9 +394,12 @@ class Algorithm:
         raise NotImplementedError
 
     def close(self, trainer: Any) -> None:
+        """Release the trainer's environments and worker processes."""
         close = getattr(trainer, "close", None)
         if close is not None:
             close()
+        elif getattr(trainer, "envs", None) is not None:  # PPO, TRPO: a gymnasium vector env
+            trainer.envs.close()
 
 
 def _vector_sampler_state(trainer: Any) -> dict[str, Any]:
@@ -545,9 +554,6 @@ class TRPOAlgorithm(Algorithm):
         if state["value_optimizer"] is not None:
             trainer.value_optimizer.load_state_dict(state["value_optimizer"])
 
-    def load_state(self, trainer: Any, state: Mapping[str, Any]) -> None:
-        trainer.load_state_dict(dict(state))
-
     def evaluate(self, trainer: Any, args: argparse.Namespace) -> dict[str, Any]:
         import torch
 
@@ -587,9 +593,6 @@ class MAMLAlgorithm(Algorithm):
 
     def total_iterations(self, trainer: Any) -> int:
         return int(trainer.config.iterations)
-
-    def load_state(self, trainer: Any, state: Mapping[str, Any]) -> None:
-        trainer.load_state_dict(dict(state))
 
     def evaluate(self, trainer: Any, args: argparse.Namespace) -> dict[str, Any]:
         if args.steps < 0:
