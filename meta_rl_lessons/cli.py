@@ -404,13 +404,22 @@ class Algorithm:
 
 def _vector_sampler_state(trainer: Any) -> dict[str, Any]:
     """A :class:`~meta_rl_lessons.rl.sampling.VectorSampler`'s running episodes and its environments' state
-    (simulator, time limits, generators), so episodes cut by a checkpoint continue after it."""
+    (simulator, time limits, generators), so episodes cut by a checkpoint continue after it.
+
+    Environments whose simulator state :func:`~meta_rl_lessons.adaptive.trial.env_state` cannot read (neither
+    classic control nor MuJoCo) are recorded as ``None`` with the reason; resuming such a run restarts the
+    running episodes (with a warning), so it continues but not bit for bit.
+    """
     import numpy as np
 
     from meta_rl_lessons.adaptive.trial import env_state
 
     s = trainer.sampler
-    return {"envs": env_state(trainer.envs), "obs": None if s._obs is None else np.array(s._obs),
+    try:
+        envs, inexact = env_state(trainer.envs), None
+    except NotImplementedError as err:
+        envs, inexact = None, str(err)
+    return {"envs": envs, "inexact": inexact, "obs": None if s._obs is None else np.array(s._obs),
             "ep_return": s._ep_return.copy(), "ep_length": s._ep_length.copy(),
             "returns": list(s._returns), "lengths": list(s._lengths), "total_steps": int(s.total_steps)}
 
@@ -422,13 +431,18 @@ def _load_vector_sampler_state(trainer: Any, state: Mapping[str, Any]) -> None:
     from meta_rl_lessons.runs import from_safe
 
     s = trainer.sampler
+    s.total_steps = int(state["total_steps"])
+    s._returns = [float(x) for x in state["returns"]]
+    s._lengths = [int(x) for x in state["lengths"]]
+    if state["envs"] is None:
+        print(f"meta-rl: warning: this resume is not exact: {state['inexact']}; the episodes that were "
+              "running at the checkpoint start again from a reset", file=sys.stderr)
+        s._obs = None  # the next rollout resets the environments
+        return
     load_env_state(trainer.envs, state["envs"])
     s._obs = None if state["obs"] is None else from_safe(state["obs"])
     s._ep_return = np.asarray(from_safe(state["ep_return"]), dtype=np.float64)
     s._ep_length = np.asarray(from_safe(state["ep_length"]), dtype=np.int64)
-    s._returns = [float(x) for x in state["returns"]]
-    s._lengths = [int(x) for x in state["lengths"]]
-    s.total_steps = int(state["total_steps"])
 
 
 def _gym_episodes(env_id: str, act: Callable[[Any], Any], episodes: int, seed: int,
@@ -481,6 +495,7 @@ class PPOAlgorithm(Algorithm):
         return {"env_id": check_gym_env(env, self.name)}
 
     def build(self, config: Any) -> Any:
+        import meta_rl_lessons.envs  # noqa: F401 - registers MetaRL/<Name>-v0 for gymnasium.make
         from meta_rl_lessons.rl.ppo import PPO
 
         return PPO(config)
@@ -536,6 +551,7 @@ class TRPOAlgorithm(Algorithm):
         return {"env_id": check_gym_env(env, self.name)}
 
     def build(self, config: Any) -> Any:
+        import meta_rl_lessons.envs  # noqa: F401 - registers MetaRL/<Name>-v0 for gymnasium.make
         from meta_rl_lessons.rl.trpo import TRPO
 
         return TRPO(config)
@@ -985,6 +1001,7 @@ class _StoppableExecutor:
 
 
 def _search(config: AdaptiveConfig, run_dir: Path, executor: Any) -> Any:
+    import meta_rl_lessons.envs  # noqa: F401 - registers MetaRL/<Name>-v0 for the trials' gymnasium.make
     from meta_rl_lessons.adaptive import (
         PPOTrial,
         RandomSearchConfig,

@@ -266,6 +266,17 @@ def test_list_shows_algorithms_budgets_and_metarl_envs(capsys):
     assert "MetaRL/Navigation2D-v0" in out and "MetaRL/HalfCheetahVel-v0" in out
 
 
+def test_resume_with_an_environment_state_it_cannot_read_warns_and_continues(tmp_path, capsys):
+    """PPO on a gymnasium env that is neither classic control nor MuJoCo: the running episodes restart."""
+    run = tmp_path / "run"
+    args = ["ppo", "--env", "MetaRL/Navigation2D-v0", "--budget", "smoke", "--threads", "1"]
+    assert run_cli("train", *args, "--out", str(run), "--stop-after-iterations", "2") == 0
+    assert run_cli("resume", str(run)) == 0
+    assert "warning: this resume is not exact: cannot checkpoint the state of Navigation2DEnv" in \
+        capsys.readouterr().err
+    assert len(rows(run)) == 6
+
+
 # ---------------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("argv, message", [
     (["train", "mamll"], "unknown algorithm 'mamll' (did you mean maml?); allowed: ppo, trpo, maml, rl2, "
