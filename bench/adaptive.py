@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import platform
 import time
 
 import torch
@@ -24,17 +23,7 @@ from meta_rl_lessons.adaptive.cartpole import CARTPOLE_BASE, cartpole_space
 from meta_rl_lessons.adaptive.executors import ProcessPoolExecutor, SerialExecutor
 from meta_rl_lessons.adaptive.random_search import RandomSearchConfig, random_search
 from meta_rl_lessons.adaptive.trial import PPOTrial
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from meta_rl_lessons.runs import cpu_model
 
 
 def timed_search(executor, trials: int, steps: int, seed: int) -> tuple[float, int]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import statistics
 import time
@@ -25,6 +24,7 @@ import time
 import torch
 
 from meta_rl_lessons.maml.rl import MAMLTRPO, MAMLTRPOConfig
+from meta_rl_lessons.runs import cpu_model
 
 CONFIGS = {
     "nav": dict(family="Navigation2D", family_kwargs=dict(horizon=100), meta_batch_size=20, num_episodes=20),
@@ -35,15 +35,6 @@ GOALS = {"nav": 0.46, "cheetah": 5.3}
 REFERENCE = {"nav": 4.6, "cheetah": 16.0}
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(task: str, subsample: float, iterations: int, device: str, fvp: str) -> dict[str, float]:
@@ -83,7 +74,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()
-    print(f"machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"threads {args.threads}, device {args.device}; load average before the run {load[0]:.2f} "
           "(other processes share the CPU when it exceeds the cores this run uses)")
     tasks = ["nav", "cheetah"] if args.task == "both" else [args.task]

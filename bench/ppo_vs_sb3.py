@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 import torch
+
+from meta_rl_lessons.runs import cpu_model
 
 # Hyper-parameters shared by both implementations, per environment (rl-baselines3-zoo's CartPole settings,
 # with a constant clip range; CleanRL / SB3 MuJoCo defaults for HalfCheetah).
@@ -138,15 +139,6 @@ def run_sb3(env_id: str, steps: int, seed: int) -> Result:
     return Result(int(model.num_timesteps), seconds, cpu, final)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(1)
     os.environ.setdefault("META_RL_PROGRESS", "0")
-    print(f"machine: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__} "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical cores; torch {torch.__version__} "
           f"(1 thread); gymnasium {gym.__version__}; stable-baselines3 {stable_baselines3.__version__}")
     print(f"seeds: {args.seeds}; final return = mean of {EVAL_EPISODES} deterministic evaluation episodes\n")
     header = (f"{'environment':<16}{'seed':>5}{'steps':>8} | {'steps/s: ours':>14}{'SB3':>7}{'ratio':>7} | "

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -30,6 +29,7 @@ import torch
 from meta_rl_lessons.envs import BernoulliBanditFamily
 from meta_rl_lessons.rl2 import baselines as bl
 from meta_rl_lessons.rl2.ppo import RL2Trainer, bandit_config
+from meta_rl_lessons.runs import cpu_model
 
 PAPER_GITTINS = {(10, 5): 6.6, (10, 10): 6.6, (100, 5): 78.3, (100, 10): 82.8}
 
@@ -44,15 +44,6 @@ SETTINGS = {
 }
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def tuned_gittins(n: int, k: int, tune_tasks: int = 4000) -> float:
@@ -104,7 +95,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
+    print(f"machine: {cpu_model()}, {os.cpu_count()} logical cores, torch {torch.__version__}, "
           f"{args.threads} torch threads; load average {os.getloadavg()[0]:.2f} at start")
     results = [run(*map(int, s.split(",")), args.time_limit, args.eval_every, args.eval_tasks, args.seed)
                for s in args.settings]

@@ -180,7 +180,7 @@ def test_no_mujoco_log_file_in_working_directory(tmp_path, monkeypatch, caplog):
     # gymnasium's half_cheetah.xml triggers a MuJoCo deprecation warning, which MuJoCo appends to
     # ./MUJOCO_LOG.TXT unless a handler is installed; our envs route it to Python's logging instead.
     monkeypatch.chdir(tmp_path)
-    with caplog.at_level("INFO", logger="meta_rl_lessons.envs.locomotion"):
+    with caplog.at_level("INFO", logger="meta_rl_lessons"):
         envs.HalfCheetahVelFamily().make_env()
     assert "settotalmass" in caplog.text
     envs.AntDirFamily().make_env()

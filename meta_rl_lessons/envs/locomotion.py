@@ -27,22 +27,18 @@ Episodes are truncated after ``horizon`` steps (default 200, the MAML paper's; p
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import mujoco
 import numpy as np
 from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
-from .base import MetaEnvMixin, TaskFamily, check_range
+from meta_rl_lessons.rl.utils import mujoco_warnings_to_python
 
-_log = logging.getLogger(__name__)
+from .base import MetaEnvMixin, TaskFamily, check_range
 
 
 @dataclass(frozen=True)
@@ -273,35 +269,10 @@ class _LocomotionMixin(MetaEnvMixin):
         return obs, reward, terminated, self._t >= self.horizon, info
 
 
-@contextlib.contextmanager
-def _mujoco_warnings_as_python_warnings():
-    """Route MuJoCo's C-level warnings to Python's ``warnings`` while compiling a model.
-
-    gymnasium's ``half_cheetah.xml`` uses the ``settotalmass`` attribute, which MuJoCo 4 reports as
-    deprecated on stderr *and* by appending to a ``MUJOCO_LOG.TXT`` file in the current directory (a
-    chapter's folder, a user's project). With a user handler installed, MuJoCo does neither: deprecations
-    of gymnasium's assets (nothing a user can act on) go to this module's logger at INFO level, anything
-    else becomes a ``RuntimeWarning``.
-    """
-
-    def handler(msg: str) -> None:
-        if "deprecated" in msg:
-            _log.info("MuJoCo: %s", msg)
-        else:
-            warnings.warn(f"MuJoCo: {msg}", RuntimeWarning, stacklevel=2)
-
-    previous = mujoco.get_mju_user_warning()
-    mujoco.set_mju_user_warning(handler)
-    try:
-        yield
-    finally:
-        mujoco.set_mju_user_warning(previous)
-
-
 class _CheetahBase(_LocomotionMixin, HalfCheetahEnv):
     def __init__(self, family: LocomotionFamily, horizon: int = 200, task: Any = None,
                  **kwargs: Any) -> None:
-        with _mujoco_warnings_as_python_warnings():
+        with mujoco_warnings_to_python():
             HalfCheetahEnv.__init__(self, **kwargs)
         utils.EzPickle.__init__(self, family=family, horizon=horizon, task=task, **kwargs)
         self._setup(family, horizon, task)
@@ -313,7 +284,7 @@ class _CheetahBase(_LocomotionMixin, HalfCheetahEnv):
 class _AntBase(_LocomotionMixin, AntEnv):
     def __init__(self, family: LocomotionFamily, horizon: int = 200, task: Any = None,
                  **kwargs: Any) -> None:
-        with _mujoco_warnings_as_python_warnings():
+        with mujoco_warnings_to_python():
             AntEnv.__init__(self, **kwargs)
         utils.EzPickle.__init__(self, family=family, horizon=horizon, task=task, **kwargs)
         self._setup(family, horizon, task)
