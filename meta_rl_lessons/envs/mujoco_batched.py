@@ -292,7 +292,17 @@ class BatchedMujocoEnv:
                            f"{self.timeout} s", TimeoutError)
             for w, conn in list(pending.items()):
                 if conn.poll():
-                    status, message = conn.recv()
+                    try:
+                        status, message = conn.recv()
+                    except EOFError:  # the worker closed its pipe: it exited (or never started)
+                        proc = self._workers[w]
+                        proc.join(timeout=1.0)
+                        hint = (" Workers are started with 'spawn', which re-imports the main module: "
+                                "a script that builds a sampler with workers needs an "
+                                "`if __name__ == \"__main__\":` guard (or pass num_workers=0)."
+                                if what == "start" else "")
+                        self._fail(f"MuJoCo worker {w} (pid {proc.pid}) closed its pipe during {what!r} "
+                                   f"(exit code {proc.exitcode}).{hint}")
                     del pending[w]
                     if status == "ok":
                         self._worker_cpu[w] = message
