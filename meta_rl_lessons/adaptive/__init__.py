@@ -11,7 +11,9 @@ Modules, one idea each:
 - :mod:`~meta_rl_lessons.adaptive.meta_gradient`: online meta-gradient adaptation of gamma and lambda;
 - :mod:`~meta_rl_lessons.adaptive.executors`: serial, process-pool and Ray executors, resumable searches;
 - :mod:`~meta_rl_lessons.adaptive.toy`: the quadratic toy problem of Jaderberg et al. (2017);
-- :mod:`~meta_rl_lessons.adaptive.cartpole`: the search space over PPO on CartPole used by the chapter.
+- :mod:`~meta_rl_lessons.adaptive.cartpole`: the search space over PPO on CartPole used by the chapter;
+- :mod:`~meta_rl_lessons.adaptive.inverted_pendulum`: the search space over PPO on MuJoCo's
+  InvertedPendulum-v5, for the chapter's MuJoCo comparison.
 """
 
 from meta_rl_lessons.adaptive.executors import (
@@ -22,6 +24,7 @@ from meta_rl_lessons.adaptive.executors import (
     TrialError,
     make_executor,
 )
+from meta_rl_lessons.adaptive.inverted_pendulum import INVERTED_PENDULUM_BASE, inverted_pendulum_space
 from meta_rl_lessons.adaptive.meta_gradient import MetaGradientAC, MetaGradientConfig
 from meta_rl_lessons.adaptive.pbt import PBTConfig, pbt
 from meta_rl_lessons.adaptive.random_search import RandomSearchConfig, random_search
@@ -39,6 +42,7 @@ __all__ = [
     "Categorical",
     "Float",
     "HyperbandConfig",
+    "INVERTED_PENDULUM_BASE",
     "Integer",
     "MetaGradientAC",
     "MetaGradientConfig",
@@ -56,6 +60,7 @@ __all__ = [
     "SuccessiveHalvingConfig",
     "TrialError",
     "hyperband",
+    "inverted_pendulum_space",
     "load_checkpoint",
     "make_executor",
     "pbt",
