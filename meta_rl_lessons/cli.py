@@ -1281,6 +1281,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as err:
         print(f"meta-rl: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`meta-rl list | head`): stop quietly, as Unix tools do. Point stdout at
+        # devnull so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":
