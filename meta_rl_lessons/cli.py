@@ -91,10 +91,9 @@ class AdaptiveConfig:
     def __post_init__(self) -> None:
         if self.method not in ("random", "halving"):
             raise ValueError(f"AdaptiveConfig.method must be 'random' or 'halving', got {self.method!r}")
-        for name in ("num_trials", "steps_per_trial", "num_envs", "num_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"AdaptiveConfig.{name} must be a positive integer, got {value!r}")
+        from meta_rl_lessons.rl.utils import check_positive_ints
+
+        check_positive_ints(self, "num_trials", "steps_per_trial", "num_envs", "num_steps")
         if not isinstance(self.eta, int) or self.eta < 2:
             raise ValueError(f"AdaptiveConfig.eta must be an integer >= 2, got {self.eta!r}")
         if self.max_layers not in (1, 2, 3):

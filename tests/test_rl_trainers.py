@@ -141,3 +141,19 @@ def test_trpo_subsampled_fisher_still_respects_the_kl_bound():
     for _ in range(3):
         row = algo.iteration()
         assert row["kl"] <= 0.005 * (1 + 1e-6)
+
+
+def test_check_positive_ints_names_class_and_field():
+    from dataclasses import dataclass
+
+    from meta_rl_lessons.rl.utils import check_positive_ints
+
+    @dataclass
+    class Demo:
+        steps: int = 3
+        trials: object = 2
+
+    check_positive_ints(Demo(), "steps", "trials")
+    for bad in (0, -1, 2.0, "2", None):
+        with pytest.raises(ValueError, match=r"Demo\.trials must be a positive integer, got "):
+            check_positive_ints(Demo(trials=bad), "steps", "trials")

@@ -50,7 +50,7 @@ from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.policies import ValueNetwork
 from meta_rl_lessons.rl.ppo import make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
-from meta_rl_lessons.rl.utils import CSVLogger, set_seed
+from meta_rl_lessons.rl.utils import CSVLogger, check_positive_ints, set_seed
 
 __all__ = ["MetaGradientAC", "MetaGradientConfig", "inner_loss", "inner_update", "lambda_returns",
            "meta_gradient", "validation_advantages", "validation_loss"]
@@ -198,10 +198,7 @@ class MetaGradientConfig:
     """Seed of torch, NumPy and the environments."""
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "num_steps", "total_steps"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"MetaGradientConfig.{name} must be a positive integer, got "
-                                 f"{getattr(self, name)!r}")
+        check_positive_ints(self, "num_envs", "num_steps", "total_steps")
         for name in ("gamma", "gae_lambda"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ValueError(f"MetaGradientConfig.{name} must lie in (0, 1) (it is learned through its "

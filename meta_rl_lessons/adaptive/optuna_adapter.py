@@ -28,6 +28,7 @@ import numpy as np
 from meta_rl_lessons.adaptive.search import SearchResult, best_of, trial_seeds
 from meta_rl_lessons.adaptive.space import Categorical, Float, Integer, SearchSpace
 from meta_rl_lessons.adaptive.trial import SegmentResult, resolve_trainable, trainable_path
+from meta_rl_lessons.rl.utils import check_positive_ints
 
 __all__ = ["OptunaConfig", "optuna_search", "suggest"]
 
@@ -78,10 +79,7 @@ class OptunaConfig:
     """Seed of the TPE sampler and of the trials."""
 
     def __post_init__(self) -> None:
-        for name in ("total_steps", "steps_per_trial", "report_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(
-                    f"OptunaConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        check_positive_ints(self, "total_steps", "steps_per_trial", "report_every")
 
 
 def optuna_search(

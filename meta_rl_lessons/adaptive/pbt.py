@@ -44,6 +44,7 @@ from meta_rl_lessons.adaptive.trial import (
     save_checkpoint,
     trainable_path,
 )
+from meta_rl_lessons.rl.utils import check_positive_ints
 
 __all__ = ["PBTConfig", "pbt", "truncation_sizes"]
 
@@ -74,9 +75,7 @@ class PBTConfig:
     """Seed of initial configurations, trial seeds, donor choice and perturbations."""
 
     def __post_init__(self) -> None:
-        for name in ("population", "generations", "steps_per_generation"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"PBTConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+        check_positive_ints(self, "population", "generations", "steps_per_generation")
         if not 0.0 < self.quantile <= 0.5:
             raise ValueError(f"PBTConfig.quantile must lie in (0, 0.5], got {self.quantile!r}")
         self.perturb_factors = tuple(self.perturb_factors)

@@ -23,6 +23,7 @@ from meta_rl_lessons.adaptive.executors import Executor
 from meta_rl_lessons.adaptive.search import SearchResult, best_of, trial_seeds, use_store
 from meta_rl_lessons.adaptive.space import SearchSpace
 from meta_rl_lessons.adaptive.trial import Segment, trainable_path
+from meta_rl_lessons.rl.utils import check_positive_ints
 
 __all__ = ["RandomSearchConfig", "random_search"]
 
@@ -39,10 +40,7 @@ class RandomSearchConfig:
     """Seed of the sampler of configurations and trial seeds."""
 
     def __post_init__(self) -> None:
-        for name in ("num_trials", "steps_per_trial"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"RandomSearchConfig.{name} must be a positive integer, "
-                                 f"got {getattr(self, name)!r}")
+        check_positive_ints(self, "num_trials", "steps_per_trial")
 
 
 def random_search(

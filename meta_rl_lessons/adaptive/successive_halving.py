@@ -35,6 +35,7 @@ from meta_rl_lessons.adaptive.executors import Executor, ResultStore
 from meta_rl_lessons.adaptive.search import SearchResult, best_of, rank, trial_seeds, use_store
 from meta_rl_lessons.adaptive.space import SearchSpace
 from meta_rl_lessons.adaptive.trial import Segment, SegmentResult, trainable_path
+from meta_rl_lessons.rl.utils import check_positive_ints
 
 __all__ = ["HyperbandConfig", "SuccessiveHalvingConfig", "hyperband", "run_halving", "successive_halving"]
 
@@ -55,10 +56,7 @@ class SuccessiveHalvingConfig:
     """Seed of the sampler of configurations and trial seeds."""
 
     def __post_init__(self) -> None:
-        for name in ("num_trials", "min_steps", "eta"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
-                raise ValueError(f"SuccessiveHalvingConfig.{name} must be a positive integer, "
-                                 f"got {getattr(self, name)!r}")
+        check_positive_ints(self, "num_trials", "min_steps", "eta")
         if self.eta < 2:
             raise ValueError(f"SuccessiveHalvingConfig.eta must be >= 2, got {self.eta}")
         if self.max_rungs is not None and self.max_rungs <= 0:

@@ -43,6 +43,7 @@ from meta_rl_lessons.rl.utils import (
     RunningMeanStd,
     check_finite,
     check_positive,
+    check_positive_ints,
     make_adam,
     progress,
     resolve_device,
@@ -114,10 +115,7 @@ class PPOConfig:
     """CSV file for per-iteration metrics (``None``: keep them in memory, ``PPO.logger.rows``)."""
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "num_steps", "total_steps", "update_epochs", "minibatch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"PPOConfig.{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, "num_envs", "num_steps", "total_steps", "update_epochs", "minibatch_size")
         for name in ("learning_rate", "adam_eps", "clip_coef", "max_grad_norm"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0 and not math.isnan(value)):

@@ -47,6 +47,7 @@ from meta_rl_lessons.rl.utils import (
     CSVLogger,
     check_finite,
     check_positive,
+    check_positive_ints,
     make_adam,
     progress,
     resolve_device,
@@ -158,10 +159,7 @@ class REINFORCEConfig:
     """CSV file for per-iteration metrics (``None``: in memory only)."""
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "episodes_per_iteration", "iterations", "value_iters"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"REINFORCEConfig.{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, "num_envs", "episodes_per_iteration", "iterations", "value_iters")
         check_positive("REINFORCEConfig.learning_rate", self.learning_rate)
         check_positive("REINFORCEConfig.value_learning_rate", self.value_learning_rate)
         if not (self.max_grad_norm > 0):

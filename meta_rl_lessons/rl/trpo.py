@@ -47,6 +47,7 @@ from meta_rl_lessons.rl.utils import (
     CSVLogger,
     check_finite,
     check_positive,
+    check_positive_ints,
     make_adam,
     progress,
     resolve_device,
@@ -284,11 +285,8 @@ class TRPOConfig:
     """CSV file for per-iteration metrics (``None``: in memory only)."""
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "episodes_per_iteration", "iterations", "cg_iters", "max_backtracks",
-                     "value_iters"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"TRPOConfig.{name} must be a positive integer, got {value!r}")
+        check_positive_ints(self, "num_envs", "episodes_per_iteration", "iterations", "cg_iters",
+                            "max_backtracks", "value_iters")
         check_positive("TRPOConfig.max_kl", self.max_kl)
         check_positive("TRPOConfig.value_learning_rate", self.value_learning_rate)
         check_positive("TRPOConfig.cg_damping", self.cg_damping, allow_zero=True)

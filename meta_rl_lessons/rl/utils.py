@@ -92,6 +92,17 @@ def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
+def check_positive_ints(config: object, *names: str) -> None:
+    """Raise ``ValueError`` naming ``Class.field`` unless each named field of ``config`` is an ``int`` > 0.
+
+    The one check behind every config dataclass's counts (environments, steps, iterations, trials, ...).
+    """
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+
+
 def check_finite(name: str, value: Tensor) -> Tensor:
     """Raise ``FloatingPointError`` if ``value`` holds NaN or inf (e.g. a diverged loss), else return it."""
     if not bool(torch.isfinite(value).all()):
