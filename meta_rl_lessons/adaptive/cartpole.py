@@ -13,7 +13,7 @@ from typing import Any
 from meta_rl_lessons.adaptive.space import Categorical, Float, SearchSpace
 from meta_rl_lessons.adaptive.trial import DEFAULT_PPO_BASE
 
-__all__ = ["CARTPOLE_BASE", "HYPERPARAMETER_KEYS", "architecture", "cartpole_space"]
+__all__ = ["CARTPOLE_BASE", "HYPERPARAMETER_KEYS", "architecture", "architecture_dims", "cartpole_space"]
 
 #: PPO settings shared by every trial: 4 CartPole environments x 128 steps per rollout (512 env steps),
 #: minibatches of 128, no learning-rate annealing (a trial's length is not known in advance).
@@ -25,16 +25,23 @@ HYPERPARAMETER_KEYS = ("learning_rate", "gamma", "gae_lambda", "clip_coef", "ent
 WIDTHS = (8, 16, 32, 64, 128)
 
 
-def cartpole_space(max_layers: int = 3) -> SearchSpace:
-    """Architecture (depth, per-layer width, activation) and PPO hyperparameters for CartPole."""
+def architecture_dims(max_layers: int = 3) -> list:
+    """Depth, per-layer widths (``width_i`` exists only when ``n_layers > i``) and activation.
+
+    Shared by every PPO search space, in this order (the order of dimensions fixes what a seed samples).
+    """
     if max_layers not in (1, 2, 3):
         raise ValueError(f"max_layers must be 1, 2 or 3, got {max_layers!r}")
     layers = tuple(range(1, max_layers + 1))
     dims = [Categorical("n_layers", layers), Categorical("width_0", WIDTHS)]
     for i in range(1, max_layers):
         dims.append(Categorical(f"width_{i}", WIDTHS, when={"n_layers": tuple(n for n in layers if n > i)}))
-    dims += [
-        Categorical("activation", ("tanh", "relu")),
+    return [*dims, Categorical("activation", ("tanh", "relu"))]
+
+
+def cartpole_space(max_layers: int = 3) -> SearchSpace:
+    """Architecture (depth, per-layer width, activation) and PPO hyperparameters for CartPole."""
+    dims = architecture_dims(max_layers) + [
         Float("learning_rate", 1e-4, 1e-2, log=True),
         Categorical("gamma", (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)),
         Categorical("gae_lambda", (0.8, 0.9, 0.92, 0.95, 0.98, 0.99, 1.0)),

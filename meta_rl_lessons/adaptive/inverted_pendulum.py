@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meta_rl_lessons.adaptive.cartpole import HYPERPARAMETER_KEYS, WIDTHS, architecture
+from meta_rl_lessons.adaptive.cartpole import HYPERPARAMETER_KEYS, architecture, architecture_dims
 from meta_rl_lessons.adaptive.space import Categorical, Float, SearchSpace
 from meta_rl_lessons.adaptive.trial import DEFAULT_PPO_BASE
 
@@ -32,14 +32,7 @@ INVERTED_PENDULUM_BASE: dict[str, Any] = {**DEFAULT_PPO_BASE, "env_id": "Inverte
 
 def inverted_pendulum_space(max_layers: int = 3) -> SearchSpace:
     """Architecture (depth, per-layer width, activation), initial action noise and PPO hyperparameters."""
-    if max_layers not in (1, 2, 3):
-        raise ValueError(f"max_layers must be 1, 2 or 3, got {max_layers!r}")
-    layers = tuple(range(1, max_layers + 1))
-    dims = [Categorical("n_layers", layers), Categorical("width_0", WIDTHS)]
-    for i in range(1, max_layers):
-        dims.append(Categorical(f"width_{i}", WIDTHS, when={"n_layers": tuple(n for n in layers if n > i)}))
-    dims += [
-        Categorical("activation", ("tanh", "relu")),
+    dims = architecture_dims(max_layers) + [
         Categorical("init_log_std", (-1.0, -0.5, 0.0)),
         Float("learning_rate", 1e-4, 1e-2, log=True),
         Categorical("gamma", (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)),
