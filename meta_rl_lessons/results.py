@@ -1,0 +1,330 @@
+"""Results with provenance: the logs of the long runs the chapters show, read from the repository's
+``results/``.
+
+A *result* is a directory ``results/<name>/`` whose files were copied verbatim from a finished
+``meta-rl train`` run directory (see :mod:`meta_rl_lessons.runs` for their contents) by ``meta-rl export``::
+
+    results/maml-HalfCheetahDir-full-s0/
+      config.json       algorithm, environment, budget, seed, device, threads, the full config dataclass
+      provenance.json   the command line, git commit, machine (CPU model, cores, GPUs), times, status
+      progress.csv      one row of metrics per iteration
+      eval.json         (if ``meta-rl eval`` was run) the evaluation report
+      policy.json       (optional) the trained policy's parameters, written by ``meta-rl export``
+
+Checkpoints are never kept here. A chapter reads a result with :func:`load_result` and puts
+:meth:`Result.caption` under every figure or table built from it, so the reader sees which command, budget,
+seed, commit and machine produced each number.
+
+``RESULTS_DIR`` is the repository's ``results/`` (next to the package); the environment variable
+``META_RL_RESULTS`` replaces it (tests point it at a temporary directory). The functions below read the
+variable at each call, so setting it after import works too.
+
+``python -m meta_rl_lessons.results --index`` prints the Markdown index table of ``results/README.md``;
+``--write-readme`` rewrites that table in place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meta_rl_lessons.runs import CONFIG, PROGRESS, PROVENANCE, read_progress
+
+__all__ = [
+    "EVAL",
+    "POLICY",
+    "REQUIRED_FILES",
+    "RESULTS_DIR",
+    "Result",
+    "index_table",
+    "list_results",
+    "load_result",
+    "params_from_json",
+    "params_to_json",
+    "results_dir",
+    "train_command",
+]
+
+EVAL = "eval.json"
+POLICY = "policy.json"
+#: The files every result must have (``eval.json`` and ``policy.json`` are optional).
+REQUIRED_FILES: tuple[str, ...] = (CONFIG, PROVENANCE, PROGRESS)
+#: Environment variable that replaces :data:`RESULTS_DIR`.
+ENV_VAR = "META_RL_RESULTS"
+#: The repository's ``results/`` directory (the package lives in ``<repo>/meta_rl_lessons``).
+DEFAULT_RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+
+
+def results_dir() -> Path:
+    """``$META_RL_RESULTS`` if set (and not empty), else the repository's ``results/``."""
+    override = os.environ.get(ENV_VAR, "").strip()
+    return Path(override) if override else DEFAULT_RESULTS_DIR
+
+
+#: The results directory as seen at import time (use :func:`results_dir` to honour later changes of
+#: ``META_RL_RESULTS``).
+RESULTS_DIR: Path = results_dir()
+
+
+def list_results(root: str | os.PathLike | None = None) -> list[str]:
+    """Sorted names of the result directories in ``root`` (default :func:`results_dir`): every
+    sub-directory that holds a ``config.json``. An absent ``root`` gives ``[]``."""
+    base = Path(root) if root is not None else results_dir()
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and (p / CONFIG).is_file())
+
+
+# ============================================================================ policy.json
+def params_to_json(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``{name: tensor}`` -> ``{name: {"dtype", "shape", "data"}}`` with ``data`` nested lists.
+
+    Floating-point values are written with Python's shortest round-trip ``repr`` of the value *as a double*;
+    a float32 (or float64) tensor read back by :func:`params_from_json` is bit-for-bit the original.
+    """
+    import torch
+
+    out = {}
+    for name, value in params.items():
+        t = torch.as_tensor(value).detach().cpu()
+        out[name] = {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "data": t.tolist()}
+    return out
+
+
+def params_from_json(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`params_to_json`: ``{name: torch.Tensor}`` with the recorded dtype and shape.
+
+    Raises:
+        ValueError: an unknown dtype, or data whose shape differs from the recorded one (naming the entry).
+    """
+    import torch
+
+    out = {}
+    for name, entry in payload.items():
+        dtype = getattr(torch, str(entry["dtype"]), None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"parameter {name!r}: unknown dtype {entry['dtype']!r}")
+        t = torch.tensor(entry["data"], dtype=dtype)
+        if list(t.shape) != list(entry["shape"]):
+            raise ValueError(f"parameter {name!r}: data has shape {list(t.shape)}, recorded {entry['shape']}")
+        out[name] = t
+    return out
+
+
+# ============================================================================ one result
+def train_command(provenance: Mapping[str, Any]) -> list[str]:
+    """The ``meta-rl train ...`` argv recorded in ``provenance.json`` (the first session's command).
+
+    Raises:
+        ValueError: the provenance has no command, or it is not a ``meta-rl train`` command.
+    """
+    command = provenance.get("command")
+    if isinstance(command, str):
+        import shlex
+
+        command = shlex.split(command)
+    if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+        raise ValueError(f"provenance.json has no command (a list of strings), got {command!r}")
+    if len(command) < 3 or Path(command[0]).name != "meta-rl" or command[1] != "train":
+        raise ValueError(f"provenance.json's command is not a `meta-rl train ...` command: {command!r}")
+    return list(command)
+
+
+def _short_command(argv: Sequence[str]) -> str:
+    """The command line without ``--out DIR`` and ``--no-progress`` (they change where and how the run was
+    shown, not what it computed), shell-quoted."""
+    import shlex
+
+    keep, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--out":
+            skip = True
+            continue
+        if arg.startswith("--out=") or arg == "--no-progress":
+            continue
+        keep.append(shlex.quote(arg))
+    return " ".join(keep)
+
+
+def _machine(prov: Mapping[str, Any]) -> str:
+    """``"<CPU model>, <n> cores, GPU <name>"`` (or ``no GPU``), from provenance."""
+    cores = prov.get("cpu_affinity") or prov.get("cpu_count")
+    cpu = prov.get("cpu_model") or "unknown CPU"
+    gpus = prov.get("gpus") or []
+    parts = [cpu, f"{cores} cores" if cores else "unknown cores"]
+    parts.append(f"GPU {', '.join(gpus)}" if gpus else "no GPU")
+    return ", ".join(parts)
+
+
+@dataclass
+class Result:
+    """One result directory, read by :func:`load_result`.
+
+    Attributes:
+        name: the directory's name.
+        path: the directory.
+        config: ``config.json`` (algorithm, env, budget, seed, device, threads, overrides, config).
+        provenance: ``provenance.json`` (command, git, machine, start/end times, status).
+        progress: the rows of ``progress.csv``; numeric cells are floats, other cells stay strings.
+        eval: ``eval.json``, or ``None`` when the run was not evaluated.
+    """
+
+    name: str
+    path: Path
+    config: dict[str, Any]
+    provenance: dict[str, Any]
+    progress: list[dict[str, Any]]
+    eval: dict[str, Any] | None = field(default=None)
+
+    # -- convenience -----------------------------------------------------------------------------------
+    @property
+    def algorithm(self) -> str:
+        return str(self.config.get("algorithm"))
+
+    @property
+    def commit(self) -> str | None:
+        """The full git commit the run was trained at (``None`` if it was not in a git checkout)."""
+        git = self.provenance.get("git") or {}
+        return git.get("commit")
+
+    @property
+    def machine(self) -> str:
+        """``"<CPU model>, <n> cores, GPU <name>"`` or ``..., no GPU``."""
+        return _machine(self.provenance)
+
+    def column(self, name: str) -> list[Any]:
+        """One column of ``progress.csv``.
+
+        Raises:
+            KeyError: naming the column and the columns that exist.
+        """
+        if not self.progress or name not in self.progress[0]:
+            have = ", ".join(self.progress[0]) if self.progress else "none (progress.csv is empty)"
+            raise KeyError(f"result {self.name!r} has no progress column {name!r}; columns: {have}")
+        return [row[name] for row in self.progress]
+
+    def policy_params(self) -> dict[str, Any]:
+        """The trained policy's parameters from ``policy.json``: ``{name: torch.Tensor}`` (for MAML the
+        meta-parameters θ, for RL² the GRU policy, for PPO/TRPO the policy and its observation statistics,
+        names prefixed ``policy.`` / ``obs_rms.``).
+
+        Raises:
+            FileNotFoundError: the result was exported without ``policy.json``.
+        """
+        path = self.path / POLICY
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"result {self.name!r} has no {POLICY} (it was exported without the policy's parameters); "
+                f"files there: {', '.join(sorted(p.name for p in self.path.iterdir()))}")
+        payload = json.loads(path.read_text())
+        return params_from_json(payload["parameters"])
+
+    def caption(self) -> str:
+        """One line for a figure caption: command, budget, seed, commit (short), machine, date."""
+        prov, cfg = self.provenance, self.config
+        try:
+            command = _short_command(train_command(prov))
+        except ValueError:
+            command = "unknown command"
+        commit = (self.commit or "no git commit")[:7]
+        if (prov.get("git") or {}).get("dirty"):
+            commit += " (with uncommitted changes)"
+        date = str(prov.get("end_time") or prov.get("start_time") or "unknown date")[:10]
+        return (f"Source: results/{self.name}, `{command}` (budget {cfg.get('budget')}, "
+                f"seed {cfg.get('seed')}), commit {commit}, {self.machine}, {date}.")
+
+
+def load_result(name: str, root: str | os.PathLike | None = None) -> Result:
+    """Read ``<root>/<name>`` (default root :func:`results_dir`).
+
+    Raises:
+        ValueError: ``name`` is empty or contains a path separator.
+        FileNotFoundError: the directory or one of :data:`REQUIRED_FILES` is missing; the message names it and
+            lists the results (or files) that do exist.
+    """
+    if not name or "/" in name or os.sep in name or name in (".", ".."):
+        raise ValueError(f"a result name is one directory name inside results/, got {name!r}")
+    base = Path(root) if root is not None else results_dir()
+    path = base / name
+    if not path.is_dir():
+        have = list_results(base)
+        overridden = root is None and os.environ.get(ENV_VAR, "").strip()
+        where = f"{base} (set by ${ENV_VAR})" if overridden else base
+        raise FileNotFoundError(
+            f"no result {name!r}: directory {str(path)!r} does not exist; results in {where}: "
+            f"{', '.join(have) if have else 'none'}")
+    missing = [f for f in REQUIRED_FILES if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"result {name!r} is incomplete: {', '.join(str(path / f) for f in missing)} missing; "
+            f"files there: {', '.join(sorted(p.name for p in path.iterdir())) or 'none'}")
+    config = json.loads((path / CONFIG).read_text())
+    prov = json.loads((path / PROVENANCE).read_text())
+    progress = read_progress(path / PROGRESS)
+    ev = json.loads((path / EVAL).read_text()) if (path / EVAL).is_file() else None
+    return Result(name=name, path=path, config=config, provenance=prov, progress=progress, eval=ev)
+
+
+# ============================================================================ README index
+INDEX_BEGIN = "<!-- index: generated by `python -m meta_rl_lessons.results --write-readme`; do not edit -->"
+INDEX_END = "<!-- end of index -->"
+
+
+def index_table(root: str | os.PathLike | None = None) -> str:
+    """The Markdown table of every result: name, command, budget, seed, commit, machine, status."""
+    lines = ["| name | command | budget | seed | commit | machine | finished |",
+             "|---|---|---|---|---|---|---|"]
+    for name in list_results(root):
+        r = load_result(name, root)
+        try:
+            command = _short_command(train_command(r.provenance))
+        except ValueError as err:
+            command = f"invalid: {err}"
+        commit = (r.commit or "none")[:7] + ("+dirty" if (r.provenance.get("git") or {}).get("dirty") else "")
+        end = str(r.provenance.get("end_time") or "")[:10]
+        cells = [name, f"`{command}`", str(r.config.get("budget")), str(r.config.get("seed")), commit,
+                 r.machine, f"{r.provenance.get('status')} {end}".strip()]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_with_index(text: str, table: str) -> str:
+    """``text`` with the part between :data:`INDEX_BEGIN` and :data:`INDEX_END` replaced by ``table``.
+
+    Raises:
+        ValueError: the markers are missing.
+    """
+    pattern = re.compile(re.escape(INDEX_BEGIN) + r"\n.*?" + re.escape(INDEX_END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"README has no index markers ({INDEX_BEGIN!r} ... {INDEX_END!r})")
+    return pattern.sub(lambda _: f"{INDEX_BEGIN}\n{table}{INDEX_END}", text)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m meta_rl_lessons.results",
+                                description="Index the results/ directory.")
+    p.add_argument("--index", action="store_true", help="print the Markdown index table")
+    p.add_argument("--write-readme", action="store_true", help="rewrite the table in results/README.md")
+    args = p.parse_args(argv)
+    table = index_table()
+    if args.write_readme:
+        readme = results_dir() / "README.md"
+        readme.write_text(readme_with_index(readme.read_text(), table))
+        print(f"wrote the index of {len(list_results())} results to {readme}")
+    if args.index or not args.write_readme:
+        sys.stdout.write(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
