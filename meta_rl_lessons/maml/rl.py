@@ -663,13 +663,15 @@ class MAMLTRPO:
         return self.logger
 
     # ------------------------------------------------------------------ evaluation protocol
-    def evaluate(self, tasks: Sequence[Any], step_sizes: Sequence[float] = (0.1, 0.05, 0.05),
-                 num_episodes: int | None = None, seed: int = 10_000) -> Tensor:
-        """Mean return per task after 0, 1, ..., ``len(step_sizes)`` adaptation steps: ``[steps + 1, K]``.
+    def adaptation_rollouts(self, tasks: Sequence[Any], step_sizes: Sequence[float] = (0.1, 0.05, 0.05),
+                            num_episodes: int | None = None, seed: int = 10_000
+                            ) -> tuple[list[EpisodeBatch], list[dict[str, Tensor]]]:
+        """The episodes behind :meth:`evaluate`: ``(batches, params)``, one entry per adaptation step.
 
-        The protocol of Finn et al. (2017): on each (held-out) task, sample episodes with the current
-        parameters, take a REINFORCE step (step size 0.1 first, then 0.05) with a freshly fitted linear
-        baseline, sample again. The original estimator's inner loss is used (all estimators share its value).
+        ``batches[i]`` holds the ``num_episodes`` episodes per task sampled after ``i`` steps (``B = (K, E)``;
+        for 2D navigation its observations are the point's positions, so it draws the trajectories), and
+        ``params[i]`` the parameters that sampled them, stacked per task (leading ``K``) for ``i >= 1``
+        and the meta-parameters :math:`\theta` for ``i = 0``. Step sizes: 0.1 first, then 0.05 (Finn et al.).
         """
         c = self.config
         E = num_episodes or c.num_episodes
@@ -679,12 +681,13 @@ class MAMLTRPO:
                                    num_threads=c.num_threads, num_workers=c.num_workers)
         params = {k: v.detach() for k, v in self.policy.named_parameters()}
         current = None
-        out = []
+        batches, used = [], []
         try:
             for i in range(len(step_sizes) + 1):
                 with torch.no_grad():
                     batch = sampler.sample(tasks, self.policy, current)
-                out.append(batch.episode_returns().mean(dim=1).cpu())
+                batches.append(batch)
+                used.append(params if current is None else current)
                 if i == len(step_sizes):
                     break
                 data = self._data(batch)
@@ -693,7 +696,18 @@ class MAMLTRPO:
                 current = _detached(new)
         finally:
             sampler.close()  # MuJoCo worker processes, if any
-        return torch.stack(out)
+        return batches, used
+
+    def evaluate(self, tasks: Sequence[Any], step_sizes: Sequence[float] = (0.1, 0.05, 0.05),
+                 num_episodes: int | None = None, seed: int = 10_000) -> Tensor:
+        """Mean return per task after 0, 1, ..., ``len(step_sizes)`` adaptation steps: ``[steps + 1, K]``.
+
+        The protocol of Finn et al. (2017): on each (held-out) task, sample episodes with the current
+        parameters, take a REINFORCE step (step size 0.1 first, then 0.05) with a freshly fitted linear
+        baseline, sample again. The original estimator's inner loss is used (all estimators share its value).
+        """
+        batches, _ = self.adaptation_rollouts(tasks, step_sizes, num_episodes, seed)
+        return torch.stack([b.episode_returns().mean(dim=1).cpu() for b in batches])
 
     def close(self) -> None:
         """Release the sampler's MuJoCo worker processes, if any."""
