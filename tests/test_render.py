@@ -109,7 +109,7 @@ def test_frame_strip_lays_out_one_row_per_episode():
         frame_strip({})
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="offscreen OSMesa rendering is set up on Linux")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="offscreen OSMesa is set up on Linux")
 def test_real_mujoco_frames_change_as_the_cheetah_moves():
     # A fresh process: MUJOCO_GL must be chosen before mujoco is imported.
     code = textwrap.dedent("""
