@@ -21,6 +21,7 @@ family                 task                        environments
 ``AntVel``             :class:`VelocityTask`       gymnasium (MuJoCo v5), batched MuJoCo
 ``AntDir``             :class:`DirectionTask`      gymnasium (MuJoCo v5), batched MuJoCo
 ``AntGoal``            :class:`GoalTask`           gymnasium (MuJoCo v5), batched MuJoCo
+``Inventory``          :class:`InventoryTask`      gymnasium, batched torch
 =====================  ==========================  ====================================================
 
 :class:`MetaBatchSampler` collects whole episodes for many tasks at once into one ``EpisodeBatch`` with
@@ -36,6 +37,7 @@ import gymnasium as gym
 from .bandit import BanditTask, BatchedBernoulliBandit, BernoulliBanditEnv, BernoulliBanditFamily
 from .base import MetaEnvMixin, TaskFamily, as_generator
 from .batched import BatchedEnv
+from .inventory import BatchedInventory, InventoryEnv, InventoryFamily, InventoryTask
 from .locomotion import (
     AntDirEnv,
     AntDirFamily,
@@ -70,6 +72,7 @@ FAMILIES: dict[str, type[TaskFamily]] = {
     for cls in (BernoulliBanditFamily, TabularMDPFamily, Navigation2DFamily, HalfCheetahVelFamily,
                 HalfCheetahDirFamily, AntVelFamily, AntDirFamily, AntGoalFamily)
 }
+FAMILIES[InventoryFamily.name] = InventoryFamily  # chapter "Applications"
 
 _ENTRY_POINTS = {
     "BernoulliBandit": "meta_rl_lessons.envs.bandit:BernoulliBanditEnv",
@@ -80,6 +83,7 @@ _ENTRY_POINTS = {
     "AntVel": "meta_rl_lessons.envs.locomotion:AntVelEnv",
     "AntDir": "meta_rl_lessons.envs.locomotion:AntDirEnv",
     "AntGoal": "meta_rl_lessons.envs.locomotion:AntGoalEnv",
+    "Inventory": "meta_rl_lessons.envs.inventory:InventoryEnv",
 }
 #: The gymnasium ids registered on import.
 ENV_IDS: tuple[str, ...] = tuple(f"MetaRL/{name}-v0" for name in _ENTRY_POINTS)
@@ -115,3 +119,4 @@ __all__ = [
     "AntDirEnv", "AntGoalEnv", "BatchedMujocoEnv", "MetaBatchSampler", "sample_episodes", "RL2Wrapper",
     "RL2BatchedEnv",
 ]
+__all__ += ["InventoryTask", "InventoryFamily", "InventoryEnv", "BatchedInventory"]
