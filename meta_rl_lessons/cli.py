@@ -7,6 +7,7 @@
     meta-rl resume RUN_DIR           # continue an interrupted run to the result an uninterrupted run gives
     meta-rl eval RUN_DIR             # returns of the trained agent (MAML: after 0..3 adaptation steps)
     meta-rl plot RUN_DIR... [--out fig.png]
+    meta-rl export RUN_DIR results/NAME  # copy a finished run's logs (no checkpoint) + policy.json
     meta-rl list                     # algorithms, budgets and registered MetaRL environments
 
 ``--budget`` picks the algorithm's preset (:data:`PRESETS` via :class:`~meta_rl_lessons.budget.Budget`);
@@ -803,18 +804,40 @@ def _resume_message(run_dir: Path) -> str:
     return f"checkpoint saved; continue with:  meta-rl resume {run_dir}"
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from meta_rl_lessons.runs import RunDir, provenance
+def train_config(args: argparse.Namespace, threads: int | None) -> tuple[Algorithm, Any, dict[str, Any]]:
+    """The algorithm adapter, config dataclass and ``config.json`` content that ``meta-rl train`` builds from
+    its parsed arguments, without creating anything (``results`` uses it to check that a recorded command
+    rebuilds its recorded config).
 
+    Raises:
+        CLIError: unknown algorithm, environment or budget, a negative seed, or a bad ``--set``.
+    """
     algo = adapter(args.algorithm)
     env = args.env or algo.default_env()
     if args.budget not in BUDGETS:
         raise CLIError(f"unknown budget {args.budget!r}; allowed: {', '.join(BUDGETS)}")
     if args.seed < 0:
         raise CLIError(f"--seed must be a non-negative integer, got {args.seed}")
+    config = algo.make_config(env, args.budget, args.seed, args.device, args.set or [])
+    meta = {"algorithm": algo.name, "env": env, "budget": args.budget, "seed": args.seed,
+            "device": args.device, "threads": threads, "overrides": list(args.set or []),
+            "config_class": f"{type(config).__module__}.{type(config).__qualname__}",
+            "config": dataclasses.asdict(config)}
+    return algo, config, meta
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from meta_rl_lessons.runs import RunDir, provenance
+
+    adapter(args.algorithm)
+    if args.budget not in BUDGETS:
+        raise CLIError(f"unknown budget {args.budget!r}; allowed: {', '.join(BUDGETS)}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be a non-negative integer, got {args.seed}")
     check_device(args.device)
     threads = _setup_torch(args.threads)
-    config = algo.make_config(env, args.budget, args.seed, args.device, args.set or [])
+    algo, config, meta = train_config(args, threads)
+    env = meta["env"]
     out = args.out or os.path.join("runs", f"{algo.name}-{env.replace('/', '-')}-{args.budget}-s{args.seed}")
     target = Path(out)
     if args.force and target.is_dir() and any(target.iterdir()) and not (target / "config.json").is_file():
@@ -827,10 +850,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         rd = RunDir.create(out, force=args.force)
     except (FileExistsError, BlockingIOError) as err:
         raise CLIError(str(err)) from None
-    meta = {"algorithm": algo.name, "env": env, "budget": args.budget, "seed": args.seed,
-            "device": args.device, "threads": threads, "overrides": list(args.set or []),
-            "config_class": f"{type(config).__module__}.{type(config).__qualname__}",
-            "config": dataclasses.asdict(config)}
     rd.write_config(meta)
     prov = provenance(args.argv)
     rd.write_json("provenance.json", prov)
@@ -1180,6 +1199,106 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# ============================================================================ export
+#: Files ``export`` copies verbatim (``eval.json`` only if present); the checkpoint is never copied.
+EXPORT_FILES: tuple[str, ...] = ("config.json", "provenance.json", "progress.csv", "eval.json")
+
+
+def policy_parameters(algorithm: str, checkpoint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The trained policy's parameters in a run's checkpoint, ``{name: tensor}``, or ``None`` for the adaptive
+    search (it keeps no trained network, only each trial's score and configuration).
+
+    Names: ``policy.<parameter>`` for the policy's ``state_dict`` (MAML: the meta-parameters θ; RL²: the GRU
+    policy; PPO/TRPO: the policy network), and for PPO with observation normalisation
+    ``obs_rms.mean``/``var``/``count``/``clip``/``epsilon`` (float64; the policy expects normalised inputs).
+
+    Raises:
+        CLIError: the checkpoint does not hold what the algorithm's trainer saves.
+    """
+    import torch
+
+    if algorithm == "adaptive":
+        return None
+    try:
+        trainer = checkpoint["state"]["trainer"]
+        policy = trainer["policy"]
+    except (KeyError, TypeError):
+        raise CLIError(f"the {algorithm} checkpoint has no trainer policy state (keys: "
+                       f"{sorted(checkpoint)})") from None
+    out = {f"policy.{k}": v for k, v in policy.items()}
+    rms = trainer.get("obs_rms") if algorithm == "ppo" else None
+    if rms is not None:
+        for k, v in rms.items():
+            out[f"obs_rms.{k}"] = torch.as_tensor(v, dtype=torch.float64)
+    return out
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Copy a finished run's logs to ``DEST`` (a results/ directory) and write ``policy.json``."""
+    import shutil
+    import tempfile
+
+    from meta_rl_lessons.results import POLICY, params_to_json
+    from meta_rl_lessons.runs import CHECKPOINT, RunDir, load_checkpoint
+
+    try:
+        rd = RunDir.open(args.run_dir)
+    except FileNotFoundError as err:
+        raise CLIError(str(err)) from None
+    for name in ("provenance.json", "progress.csv"):
+        if not (rd.path / name).is_file():
+            raise CLIError(f"run {str(rd.path)!r} has no {name}; it was not written by `meta-rl train`")
+    meta = rd.read_config()
+    prov = rd.read_json("provenance.json")
+    status = prov.get("status")
+    if status != "finished" and not args.allow_unfinished:
+        raise CLIError(f"run {str(rd.path)!r} has status {status!r}, not 'finished'; finish it with "
+                       f"`meta-rl resume {rd.path}` or pass --allow-unfinished to export it as it is")
+    dest = Path(args.dest)
+    if dest.exists() and not dest.is_dir():
+        raise CLIError(f"{str(dest)!r} exists and is a file, not a directory")
+    if dest.is_dir() and any(dest.iterdir()):
+        if not args.force:
+            raise CLIError(f"{str(dest)!r} already exists and is not empty; pass --force to replace it")
+        if not (dest / "config.json").is_file():
+            raise CLIError(f"--force replaces result directories only, and {str(dest)!r} has no config.json; "
+                           "remove it yourself or choose another DEST")
+    if dest.resolve() == rd.path.resolve():
+        raise CLIError("DEST is the run directory itself; choose a directory under results/")
+    params = None
+    if meta["algorithm"] != "adaptive":
+        if not rd.checkpoint_path.is_file():
+            raise CLIError(f"run {str(rd.path)!r} has no checkpoint.pt to read the policy from")
+        params = policy_parameters(meta["algorithm"], load_checkpoint(rd.checkpoint_path))  # weights_only
+    # Build the result next to DEST and move it into place, so a failure leaves no half-written result.
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a result is an ordinary directory
+    try:
+        copied = []
+        for name in EXPORT_FILES:
+            if (rd.path / name).is_file():
+                shutil.copyfile(rd.path / name, tmp / name)  # bytes only: verbatim
+                copied.append(name)
+        if params is not None:
+            payload = {"format": 1, "algorithm": meta["algorithm"], "env": meta["env"],
+                       "source": f"{CHECKPOINT} of the run (read with weights_only=True)",
+                       "parameters": params_to_json(params)}
+            (tmp / POLICY).write_text(json.dumps(payload) + "\n")
+            copied.append(POLICY)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    note = "" if params is not None else " (no policy.json: the adaptive search keeps no trained network)"
+    print(f"meta-rl: exported {', '.join(copied)} to {dest}{note}; update the index with "
+          "`python -m meta_rl_lessons.results --write-readme`")
+    return 0
+
+
+
 # ============================================================================ list
 def cmd_list(args: argparse.Namespace) -> int:
     print("algorithms: " + ", ".join(ALGORITHMS))
@@ -1194,7 +1313,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 # ============================================================================ argument parsing
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meta-rl", description="Train, resume, evaluate and plot meta-RL runs.")
-    sub = p.add_subparsers(dest="command", metavar="{train,resume,eval,plot,list}")
+    sub = p.add_subparsers(dest="command", metavar="{train,resume,eval,plot,export,list}")
     sub.required = True
 
     t = sub.add_parser("train", help="start a run in a new run directory")
@@ -1233,6 +1352,13 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--y", default=None, help="y column (default: the algorithm's return column)")
     pl.add_argument("--dpi", type=int, default=120)
 
+    x = sub.add_parser("export", help="copy a finished run's logs (and policy.json) to a results/ directory")
+    x.add_argument("run_dir", metavar="RUN_DIR")
+    x.add_argument("dest", metavar="DEST", help="result directory, e.g. results/maml-Navigation2D-book-s0")
+    x.add_argument("--force", action="store_true", help="replace an existing result directory")
+    x.add_argument("--allow-unfinished", action="store_true",
+                   help="export a run whose status is not 'finished' (interrupted, running, failed)")
+
     sub.add_parser("list", help="algorithms, budgets and environments")
     return p
 
@@ -1249,7 +1375,8 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "plot": cmd_plot, "list": cmd_list}
+    "train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "plot": cmd_plot, "export": cmd_export,
+    "list": cmd_list}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

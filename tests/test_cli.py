@@ -406,3 +406,105 @@ def test_help_is_fast_and_imports_no_torch(capsys):
     assert exit_info.value.code == 0
     help_text = capsys.readouterr().out
     assert "train" in help_text and "resume" in help_text
+
+
+# ---------------------------------------------------------------------------------------------- export
+def rebuilt_policy(run: Path) -> dict[str, torch.Tensor]:
+    """The trained policy as the run's own trainer holds it: a fresh trainer built from config.json with the
+    checkpoint loaded (an independent route to the numbers policy.json must hold)."""
+    rd = runs.RunDir.open(run)
+    meta = rd.read_config()
+    algo = cli.adapter(meta["algorithm"])
+    trainer = algo.build(algo.config_from_dict(meta["config"]))
+    try:
+        algo.load_state(trainer, runs.load_checkpoint(rd.checkpoint_path)["state"]["trainer"])
+        out = {f"policy.{k}": v.detach().clone() for k, v in trainer.policy.state_dict().items()}
+        rms = getattr(getattr(trainer, "sampler", None), "obs_normalizer", None)
+        if meta["algorithm"] == "ppo" and rms is not None:
+            out.update({f"obs_rms.{k}": torch.as_tensor(v, dtype=torch.float64)
+                        for k, v in rms.state_dict().items()})
+    finally:
+        algo.close(trainer)
+    return out
+
+
+@pytest.fixture(scope="module")
+def export_runs(tmp_path_factory, reference_runs):
+    """Finished smoke runs of every algorithm with a policy (PPO with observation normalisation)."""
+    base = tmp_path_factory.mktemp("export")
+    made = {"maml": reference_runs["maml"]}
+    for algo, extra in [("ppo", ["--set", "normalize_observations=true"]), ("trpo", []),
+                        ("rl2", ["--env", "MetaRL/BernoulliBandit-v0", "--set", "total_iterations=2"])]:
+        made[algo] = base / algo
+        assert run_cli("train", algo, "--budget", "smoke", "--threads", "1", *extra, "--out",
+                       str(made[algo])) == 0
+    assert run_cli("eval", str(made["ppo"]), "--episodes", "2") == 0
+    return made
+
+
+@pytest.mark.parametrize("algo", ["maml", "ppo", "trpo", "rl2"])
+def test_export_copies_files_verbatim_and_policy_json_holds_the_trained_policy(tmp_path, monkeypatch,
+                                                                               export_runs, algo):
+    from meta_rl_lessons import results
+
+    run = export_runs[algo]
+    dest = tmp_path / "results" / f"{algo}-smoke"
+    assert run_cli("export", str(run), str(dest)) == 0
+    expected_files = {"config.json", "provenance.json", "progress.csv", "policy.json"}
+    if (run / "eval.json").is_file():
+        expected_files.add("eval.json")
+    assert {p.name for p in dest.iterdir()} == expected_files  # never the checkpoint
+    for name in expected_files - {"policy.json"}:
+        assert (dest / name).read_bytes() == (run / name).read_bytes(), name
+    monkeypatch.setenv("META_RL_RESULTS", str(tmp_path / "results"))
+    r = results.load_result(f"{algo}-smoke")
+    got, want = r.policy_params(), rebuilt_policy(run)
+    assert list(got) == list(want) and want
+    for k in want:
+        assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape, k
+        assert torch.equal(got[k], want[k]), k
+        # exactly the same bits (torch.equal would accept -0.0 for 0.0)
+        assert got[k].numpy().tobytes() == want[k].numpy().tobytes(), k
+    assert ("obs_rms.mean" in got) == (algo == "ppo")
+    assert (r.eval is not None) == (run / "eval.json").is_file()
+    assert algo != "ppo" or r.eval == json.loads((run / "eval.json").read_text())
+
+
+def test_export_of_an_adaptive_search_has_no_policy(tmp_path, monkeypatch, capsys):
+    from meta_rl_lessons import results
+
+    run = tmp_path / "run"
+    assert run_cli("train", "adaptive", "--budget", "smoke", "--threads", "1", "--out", str(run)) == 0
+    assert run_cli("eval", str(run)) == 0
+    assert run_cli("export", str(run), str(tmp_path / "res" / "a")) == 0
+    assert "no policy.json" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "res" / "a").iterdir()} == {
+        "config.json", "provenance.json", "progress.csv", "eval.json"}
+    monkeypatch.setenv("META_RL_RESULTS", str(tmp_path / "res"))
+    with pytest.raises(FileNotFoundError, match="exported without the policy"):
+        results.load_result("a").policy_params()
+
+
+def test_export_refuses_unfinished_runs_and_overwrites(tmp_path, capsys, reference_runs):
+    part = tmp_path / "part"
+    assert run_cli("train", *MAML, "--out", str(part), "--stop-after-iterations", "1") == 0
+    capsys.readouterr()
+    dest = tmp_path / "res" / "x"
+    assert cli.main(["export", str(part), str(dest)]) == 2
+    assert "has status 'interrupted', not 'finished'" in capsys.readouterr().err and not dest.exists()
+    assert cli.main(["export", str(part), str(dest), "--allow-unfinished"]) == 0
+    assert cli.main(["export", str(reference_runs["maml"]), str(dest)]) == 2
+    assert "already exists and is not empty; pass --force" in capsys.readouterr().err
+    assert (dest / "progress.csv").read_bytes() == (part / "progress.csv").read_bytes()  # untouched
+    (dest / "stale.txt").write_text("old")
+    assert cli.main(["export", str(reference_runs["maml"]), str(dest), "--force"]) == 0
+    assert not (dest / "stale.txt").exists()
+    assert (dest / "progress.csv").read_bytes() == (reference_runs["maml"] / "progress.csv").read_bytes()
+    other = tmp_path / "precious"
+    other.mkdir()
+    (other / "keep.txt").write_text("keep me")
+    assert cli.main(["export", str(reference_runs["maml"]), str(other), "--force"]) == 2
+    assert "has no config.json" in capsys.readouterr().err and (other / "keep.txt").read_text() == "keep me"
+    assert cli.main(["export", str(tmp_path / "nope"), str(tmp_path / "res" / "y")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "res").iterdir() if p.name.startswith(".")]  # no temporary leftovers
