@@ -39,15 +39,20 @@ from meta_rl_lessons.runs import CONFIG, PROGRESS, PROVENANCE, read_progress
 
 __all__ = [
     "EVAL",
+    "Reference",
     "POLICY",
     "REQUIRED_FILES",
     "RESULTS_DIR",
     "Result",
+    "check_reference",
+    "check_result",
     "index_table",
     "list_results",
     "load_result",
+    "notebook_references",
     "params_from_json",
     "params_to_json",
+    "rebuild_config",
     "results_dir",
     "train_command",
 ]
@@ -244,6 +249,14 @@ class Result:
                 f"seed {cfg.get('seed')}), commit {commit}, {self.machine}, {date}.")
 
 
+def _read_json(path: Path) -> Any:
+    """``path`` parsed as JSON. Raises ``ValueError`` naming the file when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+
+
 def load_result(name: str, root: str | os.PathLike | None = None) -> Result:
     """Read ``<root>/<name>`` (default root :func:`results_dir`).
 
@@ -268,11 +281,142 @@ def load_result(name: str, root: str | os.PathLike | None = None) -> Result:
         raise FileNotFoundError(
             f"result {name!r} is incomplete: {', '.join(str(path / f) for f in missing)} missing; "
             f"files there: {', '.join(sorted(p.name for p in path.iterdir())) or 'none'}")
-    config = json.loads((path / CONFIG).read_text())
-    prov = json.loads((path / PROVENANCE).read_text())
+    config = _read_json(path / CONFIG)
+    prov = _read_json(path / PROVENANCE)
     progress = read_progress(path / PROGRESS)
-    ev = json.loads((path / EVAL).read_text()) if (path / EVAL).is_file() else None
+    ev = _read_json(path / EVAL) if (path / EVAL).is_file() else None
     return Result(name=name, path=path, config=config, provenance=prov, progress=progress, eval=ev)
+
+
+# ============================================================================ checks
+def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``config.json`` content that the ``meta-rl train`` command ``command`` (an argv, ``"meta-rl"``
+    first) builds, through the command line's own parser and :func:`meta_rl_lessons.cli.train_config`,
+    without training or creating anything; JSON-normalised like the file (tuples become lists).
+
+    Two inputs a command line does not fix are taken from ``recorded`` (the result's ``config.json``): the
+    budget when the command has no ``--budget`` (it defaulted to ``$META_RL_BUDGET`` at the time), and the
+    thread count when it has no ``--threads`` (torch's default depends on the machine).
+
+    Raises:
+        ValueError: the command is not one the command line accepts (with the parser's message).
+    """
+    import contextlib
+    import io
+
+    from meta_rl_lessons import cli
+    from meta_rl_lessons.runs import _json_default
+
+    argv = train_command({"command": list(command)})
+    recorded = recorded or {}
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            args = cli.build_parser().parse_args(argv[1:])
+    except SystemExit:
+        raise ValueError(f"the command line rejects {' '.join(argv)!r}: {err.getvalue().strip()}") from None
+    if args.budget is None:
+        args.budget = recorded.get("budget")
+    try:
+        threads = args.threads if args.threads is not None else recorded.get("threads")
+        _, _, meta = cli.train_config(args, threads)
+    except cli.CLIError as error:
+        raise ValueError(f"`{' '.join(argv)}` fails: {error}") from None
+    return json.loads(json.dumps(meta, default=_json_default))
+
+
+def check_result(name: str, root: str | os.PathLike | None = None) -> list[str]:
+    """Everything wrong with result ``name`` (an empty list when it is sound):
+
+    - ``config.json``, ``provenance.json``, ``progress.csv`` exist and parse, the CSV has rows, ``eval.json``
+      and ``policy.json`` parse when present;
+    - provenance's command is a ``meta-rl train ...`` command the parser accepts, and rebuilds (with
+      :func:`rebuild_config`) a config equal to ``config.json``;
+    - provenance names a git commit and the machine (hostname, CPU model, cores), and the run finished.
+    """
+    try:
+        r = load_result(name, root)
+    except (OSError, ValueError) as err:  # json.JSONDecodeError is a ValueError
+        return [f"{name}: {err}"]
+    problems = []
+    if not r.progress:
+        problems.append(f"{name}: progress.csv has no rows")
+    if (r.path / POLICY).is_file():
+        try:
+            params_from_json(json.loads((r.path / POLICY).read_text())["parameters"])
+        except (ValueError, KeyError, TypeError) as err:
+            problems.append(f"{name}: {POLICY} does not parse: {err!r}")
+    prov = r.provenance
+    try:
+        rebuilt = rebuild_config(train_command(prov), r.config)
+    except ValueError as err:
+        problems.append(f"{name}: {err}")
+    else:
+        keys = ("algorithm", "env", "budget", "seed", "device", "threads", "overrides", "config_class",
+                "config")
+        for key in keys:
+            if rebuilt.get(key) != r.config.get(key):
+                diff = rebuilt.get(key), r.config.get(key)
+                if key == "config" and isinstance(diff[0], dict) and isinstance(diff[1], dict):
+                    diff = ({k: v for k, v in diff[0].items() if diff[1].get(k, object()) != v},
+                            {k: v for k, v in diff[1].items() if diff[0].get(k, object()) != v})
+                problems.append(f"{name}: the recorded command builds {key} = {diff[0]!r}, but config.json "
+                                f"has {diff[1]!r}")
+    commit = (prov.get("git") or {}).get("commit")
+    if not (isinstance(commit, str) and re.fullmatch(r"[0-9a-f]{40}", commit)):
+        problems.append(f"{name}: provenance.json names no git commit (git = {prov.get('git')!r})")
+    for key in ("hostname", "cpu_model", "cpu_count"):
+        if not prov.get(key):
+            problems.append(f"{name}: provenance.json does not name the machine's {key}")
+    if prov.get("status") != "finished":
+        problems.append(f"{name}: provenance status is {prov.get('status')!r}, not 'finished'")
+    return problems
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A chapter code cell's reference to a result: ``load_result("name")`` or a ``results/name[/file]``
+    path string."""
+
+    notebook: str
+    cell: int
+    name: str
+    files: tuple[str, ...]
+    """The files the cell needs: the required ones, ``eval.json`` if it reads ``.eval``, a named file."""
+
+
+_LOAD = re.compile(r"""load_result\(\s*(?:name\s*=\s*)?["']([^"']+)["']""")
+_PATH = re.compile(r"""["'](?:[^"']*/)?results/([^"'/\s]+)(?:/([^"'\s]+))?["']""")
+_READS_EVAL = re.compile(r"\.eval\b(?!\s*\()")
+
+
+def notebook_references(paths: Sequence[str | os.PathLike]) -> list[Reference]:
+    """Every literal reference to a result in the code cells of the notebooks ``paths``."""
+    refs = []
+    for nb_path in paths:
+        nb = json.loads(Path(nb_path).read_text())
+        for i, cell in enumerate(nb.get("cells", [])):
+            if cell.get("cell_type") != "code":
+                continue
+            src = "".join(cell.get("source", []))
+            needs = REQUIRED_FILES + ((EVAL,) if _READS_EVAL.search(src) else ())
+            for m in _LOAD.finditer(src):
+                refs.append(Reference(str(nb_path), i, m.group(1), needs))
+            for m in _PATH.finditer(src):
+                extra = (m.group(2),) if m.group(2) else ()
+                refs.append(Reference(str(nb_path), i, m.group(1), needs + extra))
+    return refs
+
+
+def check_reference(ref: Reference, root: str | os.PathLike | None = None) -> list[str]:
+    """What is missing for ``ref`` in ``root`` (default :func:`results_dir`): the directory or its files."""
+    base = Path(root) if root is not None else results_dir()
+    where = f"{ref.notebook} cell {ref.cell}"
+    if not (base / ref.name).is_dir():
+        return [f"{where} reads result {ref.name!r}, but {base / ref.name} does not exist (results: "
+                f"{', '.join(list_results(base)) or 'none'})"]
+    return [f"{where} reads {ref.name}/{f}, which does not exist" for f in dict.fromkeys(ref.files)
+            if not (base / ref.name / f).is_file()]
 
 
 # ============================================================================ README index

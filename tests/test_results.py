@@ -180,3 +180,158 @@ def test_train_command_rejects_other_commands():
     for bad in (None, ["meta-rl", "eval", "runs/x"], ["python", "train", "ppo"], [1, 2, 3]):
         with pytest.raises(ValueError):
             results.train_command({"command": bad})
+
+
+# ====================================================================== acceptance: results with provenance
+# Every directory in the repository's results/ must be complete, name its commit and machine, and carry a
+# `meta-rl train` command that rebuilds its config; every chapter cell that reads results/ must find its
+# files; results/README.md's index must match the directory. The tests after these show that each check
+# can fail.
+REPO_RESULTS = results.DEFAULT_RESULTS_DIR
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def test_results_directory_has_results_and_a_readme():
+    assert results.list_results(REPO_RESULTS), f"{REPO_RESULTS} holds no results"
+    assert (REPO_RESULTS / "README.md").is_file()
+
+
+@pytest.mark.parametrize("name", results.list_results(REPO_RESULTS))
+def test_every_result_is_complete_and_its_command_rebuilds_its_config(name):
+    assert results.check_result(name, REPO_RESULTS) == []
+
+
+def test_every_results_subdirectory_is_a_result():
+    """A directory without config.json would be invisible to list_results: it is an error, not a skip."""
+    dirs = sorted(p.name for p in REPO_RESULTS.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert dirs == results.list_results(REPO_RESULTS)
+
+
+def test_every_chapter_reference_to_results_finds_its_files():
+    refs = results.notebook_references(CHAPTERS)
+    problems = [p for ref in refs for p in results.check_reference(ref, REPO_RESULTS)]
+    assert problems == []
+
+
+def test_readme_index_is_up_to_date():
+    text = (REPO_RESULTS / "README.md").read_text()
+    want = results.readme_with_index(text, results.index_table(REPO_RESULTS))
+    assert text == want, "results/README.md is stale: run `python -m meta_rl_lessons.results --write-readme`"
+
+
+# -- each check can fail ------------------------------------------------------------------------------------
+def test_a_sound_result_passes_every_check(results_root):
+    assert results.check_result("ppo-smoke") == []
+
+
+def edit_json(path: Path, **changes) -> None:
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+
+
+CMD = ["meta-rl", "train", "ppo", "--env", "CartPole-v1"]
+
+
+@pytest.mark.parametrize("command, message", [
+    (["meta-rl", "eval", "runs/x"], "not a `meta-rl train ...` command"),
+    (["meta-rl", "train", "ppo", "--sed", "4"], "the command line rejects"),
+    (["meta-rl", "train", "sac", "--budget", "smoke"], "unknown algorithm 'sac'"),
+    ([*CMD, "--budget", "smoke", "--seed", "5", "--threads", "1"], "builds seed = 5, but config.json has 4"),
+    ([*CMD, "--budget", "book", "--seed", "4", "--threads", "1"], "builds budget = 'book'"),
+    ([*CMD, "--budget", "smoke", "--seed", "4", "--threads", "1", "--set", "learning_rate=0.5"],
+     "builds overrides = ['learning_rate=0.5']"),
+    (["meta-rl", "train", "ppo", "--env", "Acrobot-v1", "--budget", "smoke", "--seed", "4", "--threads", "1"],
+     "builds env = 'Acrobot-v1'"),
+])
+def test_a_broken_command_is_caught(results_root, command, message):
+    edit_json(results_root / "ppo-smoke" / "provenance.json", command=command)
+    problems = results.check_result("ppo-smoke")
+    assert any(message in p for p in problems), problems
+
+
+def test_a_config_the_command_does_not_build_is_caught(results_root):
+    path = results_root / "ppo-smoke" / "config.json"
+    data = json.loads(path.read_text())
+    data["config"]["learning_rate"] *= 2  # as if the run had used another learning rate than its command says
+    path.write_text(json.dumps(data))
+    problems = results.check_result("ppo-smoke")
+    assert len(problems) == 1 and "builds config = {'learning_rate'" in problems[0]
+
+
+@pytest.mark.parametrize("missing", ["config.json", "provenance.json", "progress.csv"])
+def test_a_missing_file_is_caught(results_root, missing):
+    (results_root / "ppo-smoke" / missing).unlink()
+    problems = results.check_result("ppo-smoke")
+    assert len(problems) == 1 and f"{missing} missing" in problems[0]
+
+
+def test_unparsable_and_empty_files_are_caught(results_root):
+    (results_root / "ppo-smoke" / "policy.json").write_text(json.dumps({"parameters": {"w": {"dtype": "x"}}}))
+    assert results.check_result("ppo-smoke") == ["ppo-smoke: policy.json does not parse: "
+                                                 "ValueError(\"parameter 'w': unknown dtype 'x'\")"]
+    (results_root / "ppo-smoke" / "eval.json").write_text("{not json")
+    [problem] = results.check_result("ppo-smoke")
+    assert "eval.json is not valid JSON" in problem
+    (results_root / "ppo-smoke" / "eval.json").unlink()
+    (results_root / "ppo-smoke" / "config.json").write_text("{")
+    [problem] = results.check_result("ppo-smoke")
+    assert "config.json is not valid JSON" in problem
+    copy_result(results_root / "ppo-smoke", results_root / "empty", files=("provenance.json",))
+    (results_root / "empty" / "config.json").write_text((results_root / "ppo-smoke" / "provenance.json")
+                                                        .read_text())
+    (results_root / "empty" / "progress.csv").write_text("")
+    assert any("no rows" in p for p in results.check_result("empty"))
+
+
+def test_missing_commit_machine_or_unfinished_status_is_caught(results_root):
+    edit_json(results_root / "ppo-smoke" / "provenance.json", git=None, cpu_model="", status="interrupted")
+    problems = "\n".join(results.check_result("ppo-smoke"))
+    assert "names no git commit" in problems and "cpu_model" in problems and "'interrupted'" in problems
+
+
+def write_notebook(path: Path, *cells: str) -> Path:
+    nb = {"cells": [{"cell_type": "code", "source": c.splitlines(keepends=True), "metadata": {},
+                     "outputs": [], "execution_count": None} for c in cells]
+          + [{"cell_type": "markdown", "source": ['load_result("only-in-prose")'], "metadata": {}}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+    return path
+
+
+def test_dangling_references_are_caught(results_root, tmp_path):
+    nb = write_notebook(
+        tmp_path / "ch.ipynb",
+        'r = load_result("ppo-smoke")\nr.progress',                         # fine
+        'r = load_result("ppo-smoke")\nprint(r.eval["episode_return"])',    # needs eval.json: missing
+        "r = load_result('maml-nowhere')",                                  # no such result
+        'pd.read_csv("results/ppo-smoke/progress.csv")',                    # fine
+        'open("../results/ppo-smoke/search.json")',                         # no such file
+        'r = load_result("ppo-smoke")\nr.evaluate()',                       # a method, not .eval: fine
+    )
+    refs = results.notebook_references([nb])
+    assert [(r.cell, r.name) for r in refs] == [(0, "ppo-smoke"), (1, "ppo-smoke"), (2, "maml-nowhere"),
+                                                (3, "ppo-smoke"), (4, "ppo-smoke"), (5, "ppo-smoke")]
+    problems = {r.cell: results.check_reference(r) for r in refs}
+    assert problems[0] == problems[3] == problems[5] == []
+    assert problems[1] == [f"{nb} cell 1 reads ppo-smoke/eval.json, which does not exist"]
+    assert "reads result 'maml-nowhere'" in problems[2][0] and "ppo-smoke" in problems[2][0]
+    assert problems[4] == [f"{nb} cell 4 reads ppo-smoke/search.json, which does not exist"]
+    (results_root / "ppo-smoke" / "eval.json").write_text("{}")
+    assert results.check_reference(refs[1]) == []
+
+
+def test_a_stale_readme_index_is_caught(results_root, smoke_run, capsys):
+    readme = results_root / "README.md"
+    readme.write_text(f"# Results\n\n{results.INDEX_BEGIN}\n{results.INDEX_END}\n\nmore text\n")
+    assert results.readme_with_index(readme.read_text(), results.index_table()) != readme.read_text()
+    assert results.main(["--write-readme"]) == 0
+    text = readme.read_text()
+    assert results.readme_with_index(text, results.index_table()) == text and text.endswith("more text\n")
+    row = ("| ppo-smoke | `meta-rl train ppo --env CartPole-v1 --budget smoke --seed 4 --threads 1` "
+           "| smoke | 4 |")
+    assert row in text
+    copy_result(smoke_run, results_root / "ppo-smoke-2")  # a new result makes the table stale again
+    assert results.readme_with_index(text, results.index_table()) != text
+    with pytest.raises(ValueError, match="no index markers"):
+        results.readme_with_index("# no markers\n", "")
