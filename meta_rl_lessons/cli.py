@@ -668,10 +668,15 @@ class RL2Algorithm(Algorithm):
         trainer.load_state_dict(s)
 
     def evaluate(self, trainer: Any, args: argparse.Namespace) -> dict[str, Any]:
+        # Tasks from the held-out test split when the run trained on "train" (the tasks MAML's evaluation
+        # draws with the same --tasks and --seed), else from the whole distribution (the paper's tables).
         trials = trainer.evaluate(num_tasks=args.tasks, seed=args.seed)
+        where = "held-out test tasks" if trainer.evaluation_split() == "test" else "tasks"
         return {"protocol": f"one trial of {trainer.config.episodes_per_trial} episodes on each of "
-                            f"{args.tasks} tasks drawn with seed {args.seed}",
-                "trial_return": _summary(trials.trial_returns().tolist())}
+                            f"{args.tasks} {where} drawn with seed {args.seed}",
+                "trial_return": _summary(trials.trial_returns().tolist()),
+                "return_per_episode": {str(i + 1): _summary(r.tolist())
+                                   for i, r in enumerate(trials.episode_returns())}}
 
 
 # The adaptive search is driven differently: it is a sequence of segments whose results a ResultStore keeps in

@@ -222,3 +222,46 @@ def test_trainer_checkpoint_roundtrip(tmp_path) -> None:
     for p, q in zip(tr.policy.parameters(), tr2.policy.parameters(), strict=True):
         assert torch.equal(p, q)
     assert len(tr.logger.rows) == 2 and np.isfinite(tr.logger.column("trial_return")).all()
+
+
+def test_evaluation_tasks_are_mamls_held_out_tasks_when_trained_on_the_train_split() -> None:
+    """A run trained on the "train" split is evaluated on the "test" split, on exactly the tasks MAML's
+    evaluation draws with the same (number, seed); a run trained on the whole distribution (the paper's
+    tables) is evaluated on the whole distribution."""
+    cfg = RL2Config(family="Navigation2D", family_kwargs={}, episodes_per_trial=2, num_trials=8,
+                    num_minibatches=2, hidden_size=8, total_iterations=1, split="train")
+    tr = RL2Trainer(cfg)
+    assert tr.evaluation_split() == "test"
+    trials = tr.evaluate(num_tasks=12, seed=10_000)
+    maml_tasks = Navigation2DFamily().sample_tasks(12, rng=10_000, split="test")
+    assert trials.tasks == maml_tasks
+    assert trials.tasks != Navigation2DFamily().sample_tasks(12, rng=10_000)
+    per_episode = trials.episode_returns()
+    assert per_episode.shape == (2, 12)
+    assert torch.allclose(per_episode.sum(0), trials.trial_returns())
+
+    whole = RL2Trainer(bandit_config(4, 2, num_trials=8, num_minibatches=2, hidden_size=8,
+                                     total_iterations=1))
+    assert whole.evaluation_split() is None
+    assert whole.evaluate(num_tasks=5, seed=3).tasks == BernoulliBanditFamily(2, 1).sample_tasks(5, 3)
+
+
+def test_cli_eval_of_rl2_on_navigation_reports_each_episode(tmp_path) -> None:
+    """`meta-rl eval` of an RL² run on 2D navigation trained on the train split: the protocol names the
+    held-out test tasks and the report holds the return of each episode of the trial (what the chapter
+    compares with MAML's return after 0, 1, 2, 3 gradient steps)."""
+    import json
+
+    from meta_rl_lessons import cli
+
+    run = tmp_path / "rl2-nav"
+    assert cli.main(["train", "rl2", "--env", "MetaRL/Navigation2D-v0", "--budget", "smoke", "--threads", "1",
+                     "--no-progress", "--out", str(run), "--set", "split=train",
+                     "--set", "episodes_per_trial=2", "--set", "total_iterations=1"]) == 0
+    assert cli.main(["eval", str(run), "--tasks", "6", "--seed", "10000"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert "held-out test tasks" in report["protocol"]
+    per_episode = report["return_per_episode"]
+    assert list(per_episode) == ["1", "2"] and all(s["n"] == 6 for s in per_episode.values())
+    totals = np.sum([s["values"] for s in per_episode.values()], axis=0)
+    assert np.allclose(totals, report["trial_return"]["values"], atol=1e-4)

@@ -298,13 +298,22 @@ class RL2Trainer:
                 break
         return self.logger
 
+    def evaluation_split(self) -> str | None:
+        """The split evaluation tasks are drawn from: ``"test"`` (held out) when training draws from
+        ``"train"``, else ``None`` (the whole distribution, as in the paper's bandit and MDP tables)."""
+        return "test" if self.config.split == "train" else None
+
     @torch.no_grad()
     def evaluate(self, tasks: list[Any] | None = None, num_tasks: int = 1000, seed: int = 12345,
                  deterministic: bool = False) -> TrialBatch:
-        """Run one trial on each of ``tasks`` (default: ``num_tasks`` tasks drawn with ``seed`` from the whole
-        distribution) with the current policy; returns the :class:`TrialBatch`."""
+        """Run one trial on each of ``tasks`` with the current policy; returns the :class:`TrialBatch`.
+
+        Default tasks: ``family.sample_tasks(num_tasks, seed, split=self.evaluation_split())``; for a run
+        trained on the ``"train"`` split these are the held-out test tasks that MAML's evaluation draws with
+        the same ``(num_tasks, seed)``, so the two methods are compared on identical tasks.
+        """
         if tasks is None:
-            tasks = self.family.sample_tasks(num_tasks, seed)
+            tasks = self.family.sample_tasks(num_tasks, seed, split=self.evaluation_split())
         sampler = TrialSampler(self.family, len(tasks), self.config.episodes_per_trial, device=self.device,
                                seed=seed)
         return sampler.sample(self.policy, tasks, deterministic=deterministic)
