@@ -270,8 +270,8 @@ def test_cli_eval_of_rl2_on_navigation_reports_each_episode(tmp_path) -> None:
 def test_rl2_beats_random_on_small_tabular_mdps() -> None:
     """At smoke budget a seeded RL² run on small random MDPs (2 states, 3 actions, 4 steps per episode,
     n = 5 episodes) beats the random policy on held-out MDPs, and its last episode beats its first: the
-    GRU learns, inside a trial, which actions pay in which state. (Discount 0.9, as in the chapter's MDP
-    runs: with 0.99 the advantages of a short batch are too noisy to learn from in this budget.)"""
+    GRU learns, inside a trial, which actions pay in which state. (Discount and GAE lambda 0.9: with the
+    defaults 0.99 and 0.95 this run reached 23.9 instead of 25.1, random being 19.9.)"""
     S, A, H, n = 2, 3, 4, 5
     cfg = RL2Config(family="TabularMDP",
                     family_kwargs={"num_states": S, "num_actions": A, "episode_length": H},
