@@ -6,7 +6,7 @@ gymnasium environment created with ``render_mode="rgb_array"``, records the fram
 policy with given (e.g. adapted) parameters into the action function it needs; :func:`frame_strip` lays out
 several episodes as a grid, one row per policy::
 
-    configure_offscreen()                     # before MuJoCo is imported: OSMesa when there is no display
+    configure_offscreen()                     # before the first frame: OSMesa when there is no display
     env = gym.make("MetaRL/HalfCheetahDir-v0", render_mode="rgb_array", camera_name="track")
     env.unwrapped.set_task(task)
     episode = render_episode(env, policy_actor(policy, adapted_params), frame_steps=[25, 50, 75, 100])
@@ -31,8 +31,9 @@ __all__ = ["RenderedEpisode", "configure_offscreen", "frame_strip", "policy_acto
 def configure_offscreen() -> str | None:
     """Choose OSMesa for MuJoCo on a Linux machine without a display, unless ``MUJOCO_GL`` is already set.
 
-    Must run before ``mujoco`` is first imported (the backend is fixed at import). Returns the backend in use
-    (``None``: MuJoCo's own default).
+    Must run before the first frame is rendered (MuJoCo picks its OpenGL backend when it creates its first
+    rendering context; importing ``mujoco`` earlier is fine). Returns the backend in use (``None``: MuJoCo's
+    own default).
     """
     if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "osmesa")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from meta_rl_lessons.adaptive.pbt import PBTConfig, pbt, truncation_sizes
-from meta_rl_lessons.adaptive.random_search import RandomSearchConfig, random_search
+from meta_rl_lessons.adaptive.random_search import RandomSearchConfig, random_search, random_search_plan
 from meta_rl_lessons.adaptive.space import Float, SearchSpace
 from meta_rl_lessons.adaptive.successive_halving import (
     HyperbandConfig,
@@ -61,6 +61,25 @@ def test_random_search_returns_the_best_trial():
     steps, best = res.compute_curve()
     assert list(steps) == list(range(100, 1300, 100)) and best[-1] == max(scores)
     assert np.all(np.diff(best) >= 0)
+
+
+class Seeded(Noisy):
+    """Noisy, plus a term that depends on the trial's seed: a rebuilt trial must get the seed right too."""
+
+    def score(self):
+        return super().score() + (self.seed % 1000) / 1000
+
+
+def test_random_search_plan_rebuilds_every_trial_of_the_search():
+    config = RandomSearchConfig(num_trials=6, steps_per_trial=50, seed=3)
+    res = random_search(SPACE, Seeded, config)
+    plan = random_search_plan(SPACE, Seeded, config)
+    assert [s.trial_id for s in plan] == [s.trial_id for s in res.segments]
+    assert len({s.seed for s in plan}) == 6
+    for segment, result in zip(plan, res.segments, strict=True):
+        trial = Seeded(segment.params, segment.seed, **segment.settings)
+        trial.train(segment.steps)
+        assert trial.params == result.params and trial.score() == result.score
 
 
 @pytest.mark.parametrize(("n", "eta"), [(27, 3), (20, 3), (16, 2), (10, 4)])

@@ -27,7 +27,7 @@ from meta_rl_lessons.adaptive.executors import (
 from meta_rl_lessons.adaptive.inverted_pendulum import INVERTED_PENDULUM_BASE, inverted_pendulum_space
 from meta_rl_lessons.adaptive.meta_gradient import MetaGradientAC, MetaGradientConfig
 from meta_rl_lessons.adaptive.pbt import PBTConfig, pbt
-from meta_rl_lessons.adaptive.random_search import RandomSearchConfig, random_search
+from meta_rl_lessons.adaptive.random_search import RandomSearchConfig, random_search, random_search_plan
 from meta_rl_lessons.adaptive.search import SearchResult
 from meta_rl_lessons.adaptive.space import Categorical, Float, Integer, SearchSpace
 from meta_rl_lessons.adaptive.successive_halving import (
@@ -65,6 +65,7 @@ __all__ = [
     "make_executor",
     "pbt",
     "random_search",
+    "random_search_plan",
     "save_checkpoint",
     "successive_halving",
 ]

@@ -25,7 +25,7 @@ from meta_rl_lessons.adaptive.space import SearchSpace
 from meta_rl_lessons.adaptive.trial import Segment, trainable_path
 from meta_rl_lessons.rl.utils import check_positive_ints
 
-__all__ = ["RandomSearchConfig", "random_search"]
+__all__ = ["RandomSearchConfig", "random_search", "random_search_plan"]
 
 
 @dataclass
@@ -63,15 +63,26 @@ def random_search(
         run_dir: results are appended to ``run_dir/results.jsonl``; rerunning with the same arguments
             skips the trials already there (resumption).
     """
-    rng = np.random.default_rng(config.seed)
-    configs = [space.sample(rng) for _ in range(config.num_trials)]  # all drawn up front: resumable
-    seeds = trial_seeds(rng, config.num_trials)
-    segments = [Segment(trial_id=f"rs-{i:04d}", trainable=trainable_path(trainable), params=configs[i],
-                        seed=seeds[i], steps=config.steps_per_trial, settings=dict(settings or {}))
-                for i in range(config.num_trials)]
+    segments = random_search_plan(space, trainable, config, settings=settings)
     with use_store(run_dir, executor) as (store, ex):
         results = store.run(ex, segments)
         best_params, best_score = best_of(results)
         out = SearchResult("random search", results, best_params, best_score)
         store.write_json("search", out.to_dict())
     return out
+
+
+def random_search_plan(space: SearchSpace, trainable: type | str, config: RandomSearchConfig, *,
+                       settings: Mapping[str, Any] | None = None) -> list[Segment]:
+    """The trials :func:`random_search` runs for ``config``: one :class:`Segment` each, in order.
+
+    All configurations and trial seeds are drawn up front from ``config.seed`` (so a search is resumable, and
+    any of its trials can be rebuilt and retrained on its own: ``PPOTrial(s.params, s.seed, **s.settings)``
+    trained ``s.steps`` steps reproduces trial ``s.trial_id``).
+    """
+    rng = np.random.default_rng(config.seed)
+    configs = [space.sample(rng) for _ in range(config.num_trials)]
+    seeds = trial_seeds(rng, config.num_trials)
+    return [Segment(trial_id=f"rs-{i:04d}", trainable=trainable_path(trainable), params=configs[i],
+                    seed=seeds[i], steps=config.steps_per_trial, settings=dict(settings or {}))
+            for i in range(config.num_trials)]
