@@ -52,7 +52,7 @@ ALGORITHMS: tuple[str, ...] = ("ppo", "trpo", "maml", "rl2", "adaptive")
 #: The devices ``--device`` accepts.
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 #: Families RL² can train on (those with a batched torch environment).
-RL2_FAMILIES: tuple[str, ...] = ("BernoulliBandit", "TabularMDP", "Navigation2D")
+RL2_FAMILIES: tuple[str, ...] = ("BernoulliBandit", "TabularMDP", "Navigation2D", "Inventory")
 #: Progress columns measured in wall-clock time (they differ between runs; everything else is reproducible).
 TIMING_COLUMNS: tuple[str, ...] = ("sample_time", "update_time", "train_time", "wall_time")
 #: Exit status after Ctrl-C (128 + SIGINT, the shell convention).
@@ -644,7 +644,7 @@ class RL2Algorithm(Algorithm):
         if family != RL2Config.family:  # the default family_kwargs are the bandit's
             fields["family_kwargs"] = {
                 "TabularMDP": {"num_states": 10, "num_actions": 5, "episode_length": 10},  # Duan et al.
-                "Navigation2D": {}}[family]
+                "Navigation2D": {}, "Inventory": {}}[family]
         return fields
 
     def build(self, config: Any) -> Any:

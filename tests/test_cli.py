@@ -508,3 +508,15 @@ def test_export_refuses_unfinished_runs_and_overwrites(tmp_path, capsys, referen
     assert cli.main(["export", str(tmp_path / "nope"), str(tmp_path / "res" / "y")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not [p for p in (tmp_path / "res").iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+@pytest.mark.parametrize("family", cli.RL2_FAMILIES)
+def test_every_rl2_family_builds_a_config_the_trainer_accepts(family):
+    # the command line's RL² families must stay in step with the families the trainer can sample trials from
+    from meta_rl_lessons.envs import make_family
+
+    fields = cli.adapter("rl2").env_fields(f"MetaRL/{family}-v0")
+    assert fields["family"] == family
+    make_family(family, **fields.get("family_kwargs", {"num_arms": 5, "episode_length": 1}))
+    with pytest.raises(cli.CLIError, match="rl2"):
+        cli.adapter("rl2").env_fields("MetaRL/HalfCheetahVel-v0")
