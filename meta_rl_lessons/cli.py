@@ -675,8 +675,10 @@ class RL2Algorithm(Algorithm):
         return {"protocol": f"one trial of {trainer.config.episodes_per_trial} episodes on each of "
                             f"{args.tasks} {where} drawn with seed {args.seed}",
                 "trial_return": _summary(trials.trial_returns().tolist()),
-                "return_per_episode": {str(i + 1): _summary(r.tolist())
-                                   for i, r in enumerate(trials.episode_returns())}}
+                # per-episode mean, std and n only: per-task values of every episode would be n times the size
+                "return_per_episode": {str(i + 1): {k: v for k, v in _summary(r.tolist()).items()
+                                                    if k != "values"}
+                                       for i, r in enumerate(trials.episode_returns())}}
 
 
 # The adaptive search is driven differently: it is a sequence of segments whose results a ResultStore keeps in
