@@ -1171,6 +1171,10 @@ def _print_eval(report: Mapping[str, Any]) -> None:
         if key in report:
             s = report[key]
             print(f"{key}: {s['mean']:.3f} +- {s['std']:.3f} (n = {s['n']})")
+    if "return_per_episode" in report:  # RL²: how the return changes along the trial
+        print("episode of the trial   mean return   std over tasks")
+        for k, s in report["return_per_episode"].items():
+            print(f"{k:>20}   {s['mean']:11.3f}   {s['std']:14.3f}")
 
 
 # ============================================================================ plot

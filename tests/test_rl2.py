@@ -246,7 +246,7 @@ def test_evaluation_tasks_are_mamls_held_out_tasks_when_trained_on_the_train_spl
     assert whole.evaluate(num_tasks=5, seed=3).tasks == BernoulliBanditFamily(2, 1).sample_tasks(5, 3)
 
 
-def test_cli_eval_of_rl2_on_navigation_reports_each_episode(tmp_path) -> None:
+def test_cli_eval_of_rl2_on_navigation_reports_each_episode(tmp_path, capsys) -> None:
     """`meta-rl eval` of an RL² run on 2D navigation trained on the train split: the protocol names the
     held-out test tasks and the report holds the return of each episode of the trial (what the chapter
     compares with MAML's return after 0, 1, 2, 3 gradient steps)."""
@@ -265,6 +265,9 @@ def test_cli_eval_of_rl2_on_navigation_reports_each_episode(tmp_path) -> None:
     assert list(per_episode) == ["1", "2"] and all(s["n"] == 6 for s in per_episode.values())
     total = sum(s["mean"] for s in per_episode.values())
     assert total == pytest.approx(report["trial_return"]["mean"], abs=1e-4)
+    printed = capsys.readouterr().out.splitlines()
+    rows = printed[printed.index(next(line for line in printed if line.startswith("episode of the trial"))) + 1:]
+    assert [row.split()[0] for row in rows[:2]] == ["1", "2"]
 
 
 def test_rl2_beats_random_on_small_tabular_mdps() -> None:
