@@ -266,7 +266,8 @@ def test_cli_eval_of_rl2_on_navigation_reports_each_episode(tmp_path, capsys) ->
     total = sum(s["mean"] for s in per_episode.values())
     assert total == pytest.approx(report["trial_return"]["mean"], abs=1e-4)
     printed = capsys.readouterr().out.splitlines()
-    rows = printed[printed.index(next(line for line in printed if line.startswith("episode of the trial"))) + 1:]
+    header = next(i for i, line in enumerate(printed) if line.startswith("episode of the trial"))
+    rows = printed[header + 1:]
     assert [row.split()[0] for row in rows[:2]] == ["1", "2"]
 
 
