@@ -619,6 +619,8 @@ class MAMLAlgorithm(Algorithm):
         return {"protocol": f"{args.tasks} held-out test tasks (task seed {args.seed}), "
                             f"{trainer.config.num_episodes} episodes per task, REINFORCE steps of sizes "
                             f"{list(step_sizes)} (Finn et al. 2017)",
+                # the tasks are family.sample_tasks(len(values), rng=task_seed, split="test"), in this order
+                "task_seed": args.seed,
                 "return_after_steps": {str(i): _summary(returns[i].tolist())
                                        for i in range(returns.shape[0])}}
 

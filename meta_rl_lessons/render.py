@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RenderedEpisode", "configure_offscreen", "frame_strip", "policy_actor", "render_episode"]
+__all__ = ["RenderedEpisode", "configure_offscreen", "frame_strip", "info_title", "policy_actor",
+           "render_episode"]
 
 
 def configure_offscreen() -> str | None:
@@ -175,3 +176,18 @@ def frame_strip(rows: Mapping[str, RenderedEpisode], *, width: float = 2.6, heig
                         fontsize=9, rotation=90)
     fig.tight_layout()
     return fig
+
+
+def info_title(key: str, label: str | None = None, unit: str = "") -> Callable[[RenderedEpisode, int], str]:
+    """An ``annotate`` function for :func:`frame_strip`: the step and the recorded ``info[key]`` at that step,
+    e.g. ``info_title("x_position", "x", "m")`` gives ``"step 50, x = 3.2 m"`` (``key`` must be among the
+    episode's ``info_keys``)."""
+    name = label or key
+
+    def title(episode: RenderedEpisode, column: int) -> str:
+        step = episode.frame_steps[column]
+        if step == 0:
+            return "step 0"
+        return f"step {step}, {name} = {episode.info[key][step - 1]:.1f}{' ' + unit if unit else ''}"
+
+    return title

@@ -198,6 +198,7 @@ def test_eval_maml_prints_returns_after_0_to_3_adaptation_steps(reference_runs, 
     report = json.loads((reference_runs["maml"] / "eval.json").read_text())
     assert set(report["return_after_steps"]) == {"0", "1", "2", "3"}
     assert report["return_after_steps"]["0"]["n"] == 4
+    assert report["task_seed"] == 10_000  # the default --seed: the tasks can be rebuilt from it
 
 
 def test_eval_ppo_prints_episode_returns(reference_runs, capsys):

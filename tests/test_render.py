@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from meta_rl_lessons.render import frame_strip, policy_actor, render_episode
+from meta_rl_lessons.render import frame_strip, info_title, policy_actor, render_episode
 from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 
 
@@ -51,6 +51,8 @@ def test_frames_at_requested_steps_actions_clipped_and_info_logged():
     np.testing.assert_allclose(ep.rewards, np.ones(10))  # 5.0 clipped to the action space's high = 1
     np.testing.assert_allclose(ep.info["x_position"], np.arange(1, 11))
     assert ep.total_reward == 10.0 and not ep.terminated
+    title = info_title("x_position", "x", "m")
+    assert [title(ep, c) for c in range(3)] == ["step 0", "step 3, x = 3.0 m", "step 10, x = 10.0 m"]
 
 
 def test_episode_stops_at_termination_and_skips_later_frames():
