@@ -11,8 +11,10 @@ came from; anywhere else (a terminal, ``print``, a plain-text doctest) it is the
 
 from __future__ import annotations
 
+import ast
 import html
 import inspect
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,18 +53,114 @@ class SourceListing:
         return f"# {self.name}  ({self.location})\n{self.source}"
 
     def _repr_html_(self) -> str:
-        # Inline styles (noclasses) so the listing looks the same in Jupyter, the book, and exported HTML
-        # without depending on a stylesheet; line numbers match the file so readers can find the code.
-        formatter = HtmlFormatter(
-            noclasses=True, style="friendly", linenos="inline", linenostart=self.first_line, wrapcode=True
+        # A collapsed box: the summary names the object and where it lives; opened, the docstring comes
+        # first as text (reST roles rendered, math typeset by the page's MathJax), then the code without it.
+        # Inline styles (noclasses) so the listing looks the same in Jupyter, the book and exported HTML;
+        # line numbers match the file so readers can find the code; long lines wrap instead of being cut off.
+        doc, pieces = split_docstring(self.source, self.first_line)
+        # One highlighted block per contiguous piece of the file (the signature, then the body after the
+        # docstring), each numbered from its own first line, so every number is the line in the file.
+        body = "".join(
+            highlight(code, PythonLexer(), HtmlFormatter(
+                noclasses=True, style="friendly", linenos="inline", linenostart=start, wrapcode=True,
+                prestyles="white-space: pre-wrap; overflow-wrap: anywhere; font-size: 0.85em; margin: 0",
+            ))
+            for code, start in pieces if code.strip()
         )
-        body = highlight(self.source, PythonLexer(), formatter)
-        caption = html.escape(f"{self.name} — {self.location}")
-        return (
-            '<div class="meta-rl-source">'
-            f'<div class="meta-rl-source-caption" style="font-size:0.85em;color:#555;margin-bottom:2px">'
-            f"<code>{caption}</code></div>{body}</div>"
-        )
+        summary = (f"<code>{html.escape(self.name)}</code> "
+                   f'<span style="color:#555">— {html.escape(self.location)}</span>')
+        docstring = f'<div class="meta-rl-doc">{docstring_html(doc)}</div>' if doc else ""
+        return (f'<details class="meta-rl-source"><summary>Source: {summary}</summary>'
+                f"{docstring}{body}</details>")
+
+
+# ============================================================================ docstrings as text
+_SECTION = re.compile(r"^(Args|Arguments|Returns|Yields|Raises|Attributes|Shapes|Example|Examples|Note|Notes"
+                      r"|Parameters|Keyword arguments|See also):\s*$")
+#: Sections whose lines are ``name: description`` items.
+_LIST_SECTIONS = {"Args", "Arguments", "Attributes", "Raises", "Parameters", "Keyword arguments", "Shapes"}
+_ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|obj|file|exc|doc|ref|envvar|const):`~?([^`]+)`")
+_MATH = re.compile(r":math:`([^`]+)`")
+
+
+def split_docstring(source: str, first_line: int) -> tuple[str, list[tuple[str, int]]]:
+    """``(docstring, pieces)`` of one object's source: the object's own docstring (a module's, class's or
+    function's; nested methods keep theirs) and the rest of the code as ``(text, first line in the file)``
+    pieces. Without a docstring: ``("", [(source, first_line)])``.
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return "", [(source, first_line)]
+    node: ast.AST = tree
+    definitions = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    if len(tree.body) == 1 and isinstance(tree.body[0], definitions):
+        node = tree.body[0]
+    body = getattr(node, "body", [])
+    if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)):
+        return "", [(source, first_line)]
+    expr = body[0]
+    lines = source.splitlines(keepends=True)
+    start, end = expr.lineno - 1, expr.end_lineno or expr.lineno  # 0-based first line, exclusive end
+    while end < len(lines) and not lines[end].strip():
+        end += 1  # the blank lines after a docstring go with it
+    pieces = [("".join(lines[:start]), first_line), ("".join(lines[end:]), first_line + end)]
+    return inspect.cleandoc(expr.value.value), [(text, line) for text, line in pieces if text]
+
+
+def _inline(text: str) -> str:
+    """Escape one paragraph and render its reST inline markup: math as MathJax ``\\(...\\)``, roles and
+    double back-quotes as code, ``*emphasis*`` and ``**strong**``."""
+    text = html.escape(text, quote=False)
+    text = _MATH.sub(lambda m: f"\\({m.group(1)}\\)", text)
+    text = _ROLE.sub(lambda m: f"<code>{m.group(1)}</code>", text)
+    text = re.sub(r"``([^`]+)``", r"<code>\1</code>", text)
+    text = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"(?<![\w*])\*([^*\s][^*]*)\*(?![\w*])", r"<em>\1</em>", text)
+
+
+def docstring_html(doc: str) -> str:
+    """A Google-style docstring as HTML: paragraphs, ``Args:``-like sections as definition lists, literal
+    blocks (after ``::``) and indented blocks as preformatted text."""
+    out: list[str] = []
+    literal_next = False
+    for block in re.split(r"\n\s*\n", doc.strip("\n")):
+        lines = block.splitlines()
+        if literal_next or lines[0].startswith((" ", "\t")) or lines[0].startswith(">>>"):
+            out.append(f'<pre style="white-space: pre-wrap">{html.escape(textwrap.dedent(block))}</pre>')
+            literal_next = block.rstrip().endswith("::")
+            continue
+        section = _SECTION.match(lines[0].strip())
+        if section:
+            name = section.group(1)
+            out.append(f"<p><strong>{html.escape(name)}</strong></p>")
+            rest = [line for line in lines[1:] if line.strip()]
+            if name not in _LIST_SECTIONS or not rest:
+                out.append(f"<p>{_inline(' '.join(line.strip() for line in rest))}</p>")
+                literal_next = False
+                continue
+            base = min(len(line) - len(line.lstrip()) for line in rest)
+            items: list[list[str]] = []
+            for line in rest:
+                if items and len(line) - len(line.lstrip()) > base:
+                    items[-1].append(line.strip())  # a continuation of the item above
+                else:
+                    items.append([line.strip()])
+            entries = []
+            for item in items:
+                head, _, text = item[0].partition(": ")
+                text = " ".join([text, *item[1:]]).strip()
+                entries.append(f"<dt><code>{html.escape(head.rstrip(':'))}</code></dt><dd>{_inline(text)}</dd>")
+            out.append(f"<dl>{''.join(entries)}</dl>")
+            literal_next = False
+            continue
+        paragraph = " ".join(line.strip() for line in lines)
+        literal_next = paragraph.endswith("::")
+        if literal_next:
+            paragraph = paragraph[:-1]  # "text::" shows as "text:"
+        out.append(f"<p>{_inline(paragraph)}</p>")
+    return "".join(out)
 
 
 def _display_path(file: str) -> str:

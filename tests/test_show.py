@@ -43,3 +43,42 @@ def test_rejects_objects_without_source():
         show_source(3)
     with pytest.raises(TypeError, match="show_source"):
         show_source(len)
+
+
+def test_listing_is_collapsed_with_the_docstring_rendered_and_taken_out_of_the_code():
+    from meta_rl_lessons.rl import advantages
+
+    listing = show_source(advantages.gae)
+    page = listing._repr_html_()
+    assert page.startswith('<details class="meta-rl-source">') and "<summary>" in page
+    doc_part, code_part = page.split('<div class="highlight"', 1)
+    assert ":math:" not in page and "``" not in page  # reST markup rendered, not shown raw
+    assert r"\(V(s_t)\)" in doc_part  # math typeset by the page's MathJax
+    assert "<dt><code>rewards</code></dt>" in doc_part  # Args: as a definition list
+    assert "Generalized advantage estimation" not in code_part  # the docstring is not repeated in the code
+    assert "white-space: pre-wrap" in code_part  # long lines wrap rather than being cut off
+
+
+def test_line_numbers_of_the_code_after_the_docstring_are_the_file_lines():
+    import re
+
+    from meta_rl_lessons.rl import advantages
+    from meta_rl_lessons.show import split_docstring
+
+    listing = show_source(advantages.gae)
+    doc, pieces = split_docstring(listing.source, listing.first_line)
+    assert doc.startswith("Generalized advantage estimation")
+    file_lines = open(advantages.__file__).read().splitlines()
+    for text, first in pieces:
+        for offset, line in enumerate(text.splitlines()):
+            assert file_lines[first - 1 + offset] == line
+    # The numbers printed in the HTML are the same lines.
+    numbers = [int(n) for n in re.findall(r"padding-right: 5px;\">\s*(\d+)</span>", listing._repr_html_())]
+    assert numbers[0] == listing.first_line and numbers[-1] == listing.last_line
+    assert len(numbers) == sum(len(text.splitlines()) for text, _ in pieces)
+
+
+def test_object_without_docstring_is_listed_whole():
+    from meta_rl_lessons.show import split_docstring
+
+    assert split_docstring("def f():\n    return 1\n", 5) == ("", [("def f():\n    return 1\n", 5)])
