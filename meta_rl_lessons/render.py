@@ -6,39 +6,54 @@ gymnasium environment created with ``render_mode="rgb_array"``, records the fram
 policy with given (e.g. adapted) parameters into the action function it needs; :func:`frame_strip` lays out
 several episodes as a grid, one row per policy::
 
-    configure_offscreen()                     # before the first frame: OSMesa when there is no display
     env = gym.make("MetaRL/HalfCheetahDir-v0", render_mode="rgb_array", camera_name="track")
     env.unwrapped.set_task(task)
     episode = render_episode(env, policy_actor(policy, adapted_params), frame_steps=[25, 50, 75, 100])
     fig = frame_strip({"after one step": episode})
 
-Without a display, MuJoCo needs a software OpenGL: Debian's ``libosmesa6`` with ``MUJOCO_GL=osmesa``.
+Importing this module chooses MuJoCo's OpenGL backend (:func:`meta_rl_lessons.gl.configure`: the user's
+``MUJOCO_GL``, else GLFW with a display, else EGL, else OSMesa), so import it before ``mujoco``. Where no
+backend works, the episodes still run and record rewards and ``info``, but carry no frames; the figures of
+:func:`frame_strip` and :func:`frame_row` then show :attr:`RenderedEpisode.note` (what to install) instead.
+:func:`render_frame` is ``env.render()`` that returns ``None`` in that case.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RenderedEpisode", "configure_offscreen", "frame_strip", "info_title", "policy_actor",
-           "render_episode"]
+from . import gl
+
+__all__ = ["RenderedEpisode", "configure_offscreen", "frame_row", "frame_strip", "frames_available",
+           "info_title", "policy_actor", "render_episode", "render_frame"]
+
+# Before anything here (or in the caller) imports mujoco: MuJoCo reads MUJOCO_GL at import.
+gl.configure()
 
 
 def configure_offscreen() -> str | None:
-    """Choose OSMesa for MuJoCo on a Linux machine without a display, unless ``MUJOCO_GL`` is already set.
+    """Choose MuJoCo's OpenGL backend (see :mod:`meta_rl_lessons.gl`); returns ``MUJOCO_GL``'s new value.
 
-    Must run before the first frame is rendered (MuJoCo picks its OpenGL backend when it creates its first
-    rendering context; importing ``mujoco`` earlier is fine). Returns the backend in use (``None``: MuJoCo's
-    own default).
+    Kept for the chapters that call it; importing this module has already made the choice, so this only
+    returns it (``None``: MuJoCo's own default, ``"disable"``: no backend renders here).
     """
-    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY"):
-        os.environ.setdefault("MUJOCO_GL", "osmesa")
-    return os.environ.get("MUJOCO_GL")
+    return gl.configure().mujoco_gl
+
+
+def frames_available() -> bool:
+    """Whether MuJoCo can render offscreen frames in this process."""
+    return gl.current().frames
+
+
+def render_frame(env: Any) -> np.ndarray | None:
+    """``env.render()``, or ``None`` where no OpenGL backend works (:func:`frames_available` is False)."""
+    if not frames_available():
+        return None
+    return env.render()
 
 
 @dataclass
@@ -51,6 +66,7 @@ class RenderedEpisode:
         rewards: reward of every step, ``[T]``.
         info: for each requested key, its value after every step, ``[T]`` (e.g. ``x_position``).
         terminated: whether the episode ended in a terminal state (rather than by its time limit).
+        note: why there are no frames (no OpenGL backend works here, and what to install); ``""`` otherwise.
     """
 
     frames: list[np.ndarray]
@@ -58,6 +74,7 @@ class RenderedEpisode:
     rewards: np.ndarray
     info: dict[str, np.ndarray] = field(default_factory=dict)
     terminated: bool = False
+    note: str = ""
 
     @property
     def total_reward(self) -> float:
@@ -112,6 +129,9 @@ def render_episode(env: Any, act: Callable[[np.ndarray], np.ndarray], *, frame_s
             ``max(frame_steps)`` when that is larger than 0 and no limit is given).
         seed: reset seed.
         info_keys: ``info`` entries to record after every step.
+
+    Where no OpenGL backend works, the episode runs all the same and returns no frames, with the reason in
+    :attr:`RenderedEpisode.note`.
     """
     steps = [int(s) for s in frame_steps]
     if not steps or any(s < 0 for s in steps) or steps != sorted(steps):
@@ -125,10 +145,13 @@ def render_episode(env: Any, act: Callable[[np.ndarray], np.ndarray], *, frame_s
         raise ValueError(f"max_steps must be positive, got {max_steps!r}")
     low = getattr(env.action_space, "low", None)
     high = getattr(env.action_space, "high", None)
+    choice = gl.current()
     obs, _ = env.reset(seed=seed)
     frames, taken, rewards = [], [], []
     info_log: dict[str, list[float]] = {k: [] for k in info_keys}
-    if steps[0] == 0:
+    if not choice.frames:
+        steps = []  # the episode still runs; only the pictures are missing
+    elif steps[0] == 0:
         frames.append(env.render())
         taken.append(0)
     terminated = False
@@ -148,19 +171,24 @@ def render_episode(env: Any, act: Callable[[np.ndarray], np.ndarray], *, frame_s
         if terminated or truncated:
             break
     return RenderedEpisode(frames, taken, np.asarray(rewards, dtype=np.float64),
-                           {k: np.asarray(v) for k, v in info_log.items()}, bool(terminated))
+                           {k: np.asarray(v) for k, v in info_log.items()}, bool(terminated),
+                           "" if choice.frames else choice.note)
 
 
 def frame_strip(rows: Mapping[str, RenderedEpisode], *, width: float = 2.6, height: float = 1.9,
                 annotate: Callable[[RenderedEpisode, int], str] | None = None):
     """A grid of frames: one row per labelled episode, one column per frame step. Returns the figure.
 
-    ``annotate(episode, column)`` gives each frame's title (default: the step number).
+    ``annotate(episode, column)`` gives each frame's title (default: the step number). Where the episodes
+    have no frames (no OpenGL backend), the figure shows their note instead.
     """
     import matplotlib.pyplot as plt
 
     if not rows:
         raise ValueError("frame_strip needs at least one episode")
+    notes = [e.note for e in rows.values() if e.note and not e.frames]
+    if notes:
+        return _note_figure(notes[0], width * 4)
     ncols = max(len(e.frames) for e in rows.values())
     fig, axes = plt.subplots(len(rows), ncols, figsize=(width * ncols, height * len(rows)), squeeze=False)
     for r, (label, episode) in enumerate(rows.items()):
@@ -191,3 +219,44 @@ def info_title(key: str, label: str | None = None, unit: str = "") -> Callable[[
         return f"step {step}, {name} = {episode.info[key][step - 1]:.1f}{' ' + unit if unit else ''}"
 
     return title
+
+
+def frame_row(frames: Sequence[np.ndarray | None], titles: Sequence[str] | None = None, *,
+              width: float = 3.0, height: float = 2.8, fontsize: float = 8):
+    """Frames side by side, each with its title (e.g. from :func:`render_frame`); returns the figure.
+
+    If any frame is ``None`` (no OpenGL backend works here), the figure shows the note saying what to
+    install instead of the frames.
+    """
+    import matplotlib.pyplot as plt
+
+    if not frames:
+        raise ValueError("frame_row needs at least one frame")
+    if titles is not None and len(titles) != len(frames):
+        raise ValueError(f"{len(frames)} frames but {len(titles)} titles")
+    if any(f is None for f in frames):
+        return _note_figure(gl.current().note or "No frames: MuJoCo could not render here.",
+                            width * max(len(frames), 2))
+    fig, axes = plt.subplots(1, len(frames), figsize=(width * len(frames), height), squeeze=False)
+    for c, (ax, frame) in enumerate(zip(axes[0], frames, strict=True)):
+        ax.imshow(frame)
+        if titles is not None:
+            ax.set_title(titles[c], fontsize=fontsize)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def _note_figure(note: str, width: float):
+    """A figure that holds only ``note``, framed, where the frames would have been: visible in the book."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    chars = max(40, int(width * 11))  # about 11 characters of 9-point text per inch
+    text = "\n".join(textwrap.wrap(note, chars))
+    fig, ax = plt.subplots(figsize=(width, 0.35 + 0.2 * (text.count("\n") + 1)))
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, transform=ax.transAxes,
+            bbox={"boxstyle": "round", "facecolor": "#fff3cd", "edgecolor": "#b58900"})
+    return fig

@@ -1,6 +1,8 @@
 """Meta-RL task families on gymnasium and MuJoCo, with batched pure-torch versions of the cheap ones.
 
-Importing this module registers every family with gymnasium as ``MetaRL/<Name>-v0``::
+Every family is registered with gymnasium as ``MetaRL/<Name>-v0``, without importing this module first (see
+:mod:`meta_rl_lessons.registration`); ``gym.make`` returns the environment inside gymnasium's wrappers, so
+task methods are reached through ``env.unwrapped`` (or ``env.get_wrapper_attr("set_task")``)::
 
     import gymnasium as gym
     import meta_rl_lessons.envs as envs
@@ -32,7 +34,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
+from meta_rl_lessons import gl
+from meta_rl_lessons.registration import ENV_IDS, register_envs
+
+# The MuJoCo families below import mujoco, which reads MUJOCO_GL at import: choose the backend first.
+gl.configure()
 
 from .bandit import BanditTask, BatchedBernoulliBandit, BernoulliBanditEnv, BernoulliBanditFamily
 from .base import MetaEnvMixin, TaskFamily, as_generator
@@ -74,21 +80,6 @@ FAMILIES: dict[str, type[TaskFamily]] = {
 }
 FAMILIES[InventoryFamily.name] = InventoryFamily  # chapter "Applications"
 
-_ENTRY_POINTS = {
-    "BernoulliBandit": "meta_rl_lessons.envs.bandit:BernoulliBanditEnv",
-    "TabularMDP": "meta_rl_lessons.envs.tabular_mdp:TabularMDPEnv",
-    "Navigation2D": "meta_rl_lessons.envs.navigation:Navigation2DEnv",
-    "HalfCheetahVel": "meta_rl_lessons.envs.locomotion:HalfCheetahVelEnv",
-    "HalfCheetahDir": "meta_rl_lessons.envs.locomotion:HalfCheetahDirEnv",
-    "AntVel": "meta_rl_lessons.envs.locomotion:AntVelEnv",
-    "AntDir": "meta_rl_lessons.envs.locomotion:AntDirEnv",
-    "AntGoal": "meta_rl_lessons.envs.locomotion:AntGoalEnv",
-    "Inventory": "meta_rl_lessons.envs.inventory:InventoryEnv",
-}
-#: The gymnasium ids registered on import.
-ENV_IDS: tuple[str, ...] = tuple(f"MetaRL/{name}-v0" for name in _ENTRY_POINTS)
-
-
 def make_family(name: str, **kwargs: Any) -> TaskFamily:
     """The family called ``name`` (see :data:`FAMILIES`), built with ``kwargs``."""
     try:
@@ -98,16 +89,7 @@ def make_family(name: str, **kwargs: Any) -> TaskFamily:
     return cls(**kwargs)
 
 
-def _register() -> None:
-    # Horizons live inside the envs (``horizon`` / ``episode_length`` keyword), not in a TimeLimit wrapper,
-    # so the gymnasium and batched versions share one definition; hence no max_episode_steps here.
-    for name, entry in _ENTRY_POINTS.items():
-        env_id = f"MetaRL/{name}-v0"
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=entry)
-
-
-_register()
+register_envs()
 
 __all__ = [
     "ENV_IDS", "FAMILIES", "make_family", "TaskFamily", "MetaEnvMixin", "as_generator", "BatchedEnv",
