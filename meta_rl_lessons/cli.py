@@ -9,6 +9,7 @@
     meta-rl plot RUN_DIR... [--out fig.png]
     meta-rl export RUN_DIR results/NAME  # copy a finished run's logs (no checkpoint) + policy.json
     meta-rl list                     # algorithms, budgets and registered MetaRL environments
+    meta-rl doctor [--json]          # what this machine has (torch, CUDA, MuJoCo, GL backend, Chromium...)
 
 ``--budget`` picks the algorithm's preset (:data:`PRESETS` via :class:`~meta_rl_lessons.budget.Budget`);
 ``--set key=value`` then overrides any field of the algorithm's config dataclass (``PPOConfig``,
@@ -1323,10 +1324,22 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print :mod:`meta_rl_lessons.doctor`'s report; 0 when every required piece is present, else 1."""
+    from meta_rl_lessons import doctor
+
+    rows = doctor.checks()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows], indent=2))
+    else:
+        print(doctor.format_text(rows))
+    return 0 if doctor.all_required_ok(rows) else 1
+
+
 # ============================================================================ argument parsing
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="meta-rl", description="Train, resume, evaluate and plot meta-RL runs.")
-    sub = p.add_subparsers(dest="command", metavar="{train,resume,eval,plot,export,list}")
+    sub = p.add_subparsers(dest="command", metavar="{train,resume,eval,plot,export,list,doctor}")
     sub.required = True
 
     t = sub.add_parser("train", help="start a run in a new run directory")
@@ -1373,6 +1386,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export a run whose status is not 'finished' (interrupted, running, failed)")
 
     sub.add_parser("list", help="algorithms, budgets and environments")
+    d = sub.add_parser("doctor", help="check this machine: Python, torch, CUDA, gymnasium, MuJoCo and its GL "
+                                      "backend, Chromium, threads, budget (exit 1 if something required "
+                                      "is missing)")
+    d.add_argument("--json", action="store_true", help="the report as JSON rows (name, status, value, fix)")
     return p
 
 
@@ -1389,7 +1406,7 @@ def _common_run_flags(p: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "plot": cmd_plot, "export": cmd_export,
-    "list": cmd_list}
+    "list": cmd_list, "doctor": cmd_doctor}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
