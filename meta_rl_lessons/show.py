@@ -69,7 +69,8 @@ class SourceListing:
         )
         summary = (f"<code>{html.escape(self.name)}</code> "
                    f'<span style="color:#555">— {html.escape(self.location)}</span>')
-        docstring = f'<div class="meta-rl-doc">{docstring_html(doc)}</div>' if doc else ""
+        # tex2jax_process: the book's MathJax skips cell outputs unless a container asks for it.
+        docstring = f'<div class="meta-rl-doc tex2jax_process">{docstring_html(doc)}</div>' if doc else ""
         return (f'<details class="meta-rl-source"><summary>Source: {summary}</summary>'
                 f"{docstring}{body}</details>")
 
@@ -121,7 +122,7 @@ def _inline(text: str) -> str:
 
 
 def docstring_html(doc: str) -> str:
-    """A Google-style docstring as HTML: paragraphs, ``Args:``-like sections as definition lists, literal
+    """A Google-style docstring as HTML: paragraphs, ``Args:``-like sections as lists of items, literal
     blocks (after ``::``) and indented blocks as preformatted text."""
     out: list[str] = []
     literal_next = False
@@ -134,7 +135,7 @@ def docstring_html(doc: str) -> str:
         section = _SECTION.match(lines[0].strip())
         if section:
             name = section.group(1)
-            out.append(f"<p><strong>{html.escape(name)}</strong></p>")
+            out.append(f'<p style="margin-bottom:0"><strong>{html.escape(name)}</strong></p>')
             rest = [line for line in lines[1:] if line.strip()]
             if name not in _LIST_SECTIONS or not rest:
                 out.append(f"<p>{_inline(' '.join(line.strip() for line in rest))}</p>")
@@ -151,8 +152,8 @@ def docstring_html(doc: str) -> str:
             for item in items:
                 head, _, text = item[0].partition(": ")
                 text = " ".join([text, *item[1:]]).strip()
-                entries.append(f"<dt><code>{html.escape(head.rstrip(':'))}</code></dt><dd>{_inline(text)}</dd>")
-            out.append(f"<dl>{''.join(entries)}</dl>")
+                entries.append(f"<li><code>{html.escape(head.rstrip(':'))}</code>: {_inline(text)}</li>")
+            out.append(f"<ul>{''.join(entries)}</ul>")
             literal_next = False
             continue
         paragraph = " ".join(line.strip() for line in lines)

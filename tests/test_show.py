@@ -54,7 +54,7 @@ def test_listing_is_collapsed_with_the_docstring_rendered_and_taken_out_of_the_c
     doc_part, code_part = page.split('<div class="highlight"', 1)
     assert ":math:" not in page and "``" not in page  # reST markup rendered, not shown raw
     assert r"\(V(s_t)\)" in doc_part  # math typeset by the page's MathJax
-    assert "<dt><code>rewards</code></dt>" in doc_part  # Args: as a definition list
+    assert "<li><code>rewards</code>: <code>[T, *B]</code>.</li>" in doc_part  # Args: as a list of items
     assert "Generalized advantage estimation" not in code_part  # the docstring is not repeated in the code
     assert "white-space: pre-wrap" in code_part  # long lines wrap rather than being cut off
 
