@@ -1,4 +1,6 @@
-# The two commands a fresh machine needs:  make book  and  make test.  Both set up .venv themselves.
+# The two commands a fresh machine needs:  make book  and  make test.  Both set up .venv and the system
+# pieces they need themselves (tools/system_setup.py: an OpenGL library only if no backend renders, and
+# Chromium for the browser check of make test; installed with apt-get as root on Debian, else explained).
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
@@ -16,18 +18,24 @@ BUILD_TEST    := _build/test
 JB_FLAGS      := -W -n --keep-going
 
 export PYTHONHASHSEED := 0
-# Offscreen MuJoCo rendering on a machine without a display or GPU.
-export MUJOCO_GL ?= osmesa
-export PYOPENGL_PLATFORM ?= osmesa
+# No MUJOCO_GL here: meta_rl_lessons.gl chooses the backend that renders on this machine (a user's
+# MUJOCO_GL is respected).
 
-.PHONY: help setup book test lint notebooks-clean unit nbval book-smoke browser serve bench clean
+.PHONY: help setup system-book system-test book test lint notebooks-clean unit nbval book-smoke browser serve bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: $(STAMP)  ## create .venv and install the package with its book, test and distributed extras (idempotent)
+setup: $(STAMP)  ## create .venv, install the package and its extras, and the system pieces (idempotent)
+	$(PY) tools/system_setup.py
 
-$(STAMP): pyproject.toml environment.yml tools/pins.py
+system-book: $(STAMP)
+	$(PY) tools/system_setup.py --no-browser
+
+system-test: $(STAMP)
+	$(PY) tools/system_setup.py --require-browser
+
+$(STAMP): pyproject.toml setup.py environment.yml tools/pins.py
 	@test -x $(PY) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) tools/pins.py environment.yml > $(VENV)/constraints.txt
@@ -36,7 +44,7 @@ $(STAMP): pyproject.toml environment.yml tools/pins.py
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meta-rl-lessons)"
 	@touch $@
 
-book: $(STAMP)  ## execute every chapter at the `book` budget (cached) and build the HTML into _build/html
+book: system-book  ## execute every chapter at the `book` budget (cached) and build the HTML into _build/html
 	$(PY) tools/book_cache.py _build
 	rm -rf _build/html _build/.doctrees  # no stale pages from removed chapters; execution stays cached
 	META_RL_BUDGET=$${META_RL_BUDGET:-book} $(VENV)/bin/jupyter-book build . $(JB_FLAGS)
@@ -51,12 +59,12 @@ lint: $(STAMP)  ## ruff on the package, tests, tools, bench and notebooks
 notebooks-clean: $(STAMP)  ## fail if a committed notebook carries outputs
 	$(PY) tools/check_notebooks.py chapters
 
-book-smoke: $(STAMP)  ## build the book at the smoke budget into _build/test (what make test checks)
+book-smoke: system-book  ## build the book at the smoke budget into _build/test (what make test checks)
 	$(PY) tools/book_cache.py $(BUILD_TEST)/_build
 	rm -rf $(BUILD_TEST)/_build/html $(BUILD_TEST)/_build/.doctrees
 	META_RL_BUDGET=smoke $(VENV)/bin/jupyter-book build . --path-output $(BUILD_TEST) $(JB_FLAGS)
 
-test: lint notebooks-clean book-smoke  ## ruff, no-outputs check, smoke book build, then one pytest run: unit tests, nbval, browser check
+test: system-test lint notebooks-clean book-smoke  ## ruff, no-outputs check, smoke book build, then one pytest run: unit tests, nbval, browser check
 	META_RL_BUDGET=smoke META_RL_SITE=$(BUILD_TEST)/_build/html $(VENV)/bin/pytest -n $(JOBS) --dist loadscope \
 		tests chapters --nbval-lax --nbval-current-env
 
