@@ -1,17 +1,17 @@
 r"""Inventory control under unknown demand: a retailer re-orders stock every day (chapter "Applications").
 
-A task is a store whose daily demand is Poisson with a mean :math:`\lambda` the agent is not told,
-:math:`\lambda \sim U[\lambda_\min, \lambda_\max]` (default :math:`[2, 20]` items per day). Every day
+A task is a store whose daily demand is Poisson with a mean :math:`\mu` the agent is not told,
+:math:`\mu \sim U[\mu_\min, \mu_\max]` (default :math:`[2, 20]` items per day). Every day
 :math:`t = 0, \dots, T-1` of an episode (a "season" of ``horizon`` days, default 10) the agent sees its stock
 on hand :math:`x_t` (the store opens the season empty, :math:`x_0 = 0`), orders :math:`q_t \ge 0` items that
 arrive at once (zero lead time), and sells to the day's demand :math:`D_t`; demand it cannot serve is lost
-(eq. ``inventory-dynamics``):
+(the dynamics of the chapter's case study):
 
 .. math::
    y_t = \min(x_t + q_t,\, C), \qquad s_t = \min(y_t, D_t), \qquad x_{t+1} = y_t - s_t,
-   \qquad D_t \sim \mathrm{Poisson}(\lambda),
+   \qquad D_t \sim \mathrm{Poisson}(\mu),
 
-with :math:`C` the shelf capacity. The day's reward is the newsvendor profit (eq. ``inventory-reward``)
+with :math:`C` the shelf capacity. The day's reward is the newsvendor profit
 
 .. math::
    r_t = \big[(p - c)\, s_t - h\,(y_t - D_t)^+ - b\,(D_t - y_t)^+\big] / u,
@@ -21,24 +21,23 @@ lost sale, and :math:`u` the ``scale`` (10 by default: observations, actions and
 or of money, so that a network sees numbers of order one). A unit is paid for (:math:`c`) when it is sold,
 not when it is ordered. That is the cash-flow accounting (pay :math:`c q_t` on ordering) with the stock left
 at the end of the season bought back at cost: the two give the same episode return from an empty start
-(eq. ``cash-flow-identity``; checked in the tests), and this one puts each day's consequences in that day's
-reward.
+(the cash-flow identity of the chapter; checked in the tests), and this one puts each day's consequences in
+that day's reward.
 
 **The exact oracle.** Because :math:`r_t` depends on the day only through :math:`y_t` and :math:`D_t`, the
-expected return of any policy is :math:`\sum_t \mathbb E[G_\lambda(y_t)]` with the expected daily profit
-:math:`G_\lambda(y) = \mathbb E[r_t \mid y_t = y]` (eq. ``newsvendor-profit``). :math:`G_\lambda` is concave
-and piecewise linear with kinks at the integers, maximised at the critical-fractile quantile (eq.
-``critical-fractile``)
+expected return of any policy is :math:`\sum_t \mathbb E[G_\mu(y_t)]` with the expected daily profit
+:math:`G_\mu(y) = \mathbb E[r_t \mid y_t = y]` (the newsvendor profit). :math:`G_\mu` is concave
+and piecewise linear with kinks at the integers, maximised at the critical-fractile quantile
 
 .. math::
-   S^*_\lambda = \min\{S \in \mathbb N : F_\lambda(S) \ge \kappa\}, \qquad
+   S^*_\mu = \min\{S \in \mathbb N : F_\mu(S) \ge \kappa\}, \qquad
    \kappa = \frac{p - c + b}{p - c + b + h},
 
 and the base-stock policy "order up to :math:`S^*`", :math:`q_t = (S^* - x_t)^+`, reaches it every day
-(:math:`x_t \le S^*` always holds after an empty start), so no policy, even one told :math:`\lambda`, can
-beat :math:`T\,G_\lambda(S^*_\lambda)` (:meth:`InventoryFamily.oracle_return`). A policy that cannot adapt is
+(:math:`x_t \le S^*` always holds after an empty start), so no policy, even one told :math:`\mu`, can
+beat :math:`T\,G_\mu(S^*_\mu)` (:meth:`InventoryFamily.oracle_return`). A policy that cannot adapt is
 at best one base-stock level for all tasks: the critical-fractile quantile of the *mixture* of the tasks'
-demand distributions (eq. ``common-level``, :meth:`InventoryFamily.best_common_level`).
+demand distributions (:meth:`InventoryFamily.best_common_level`).
 
 Observation: :math:`x_t / u`, float32, shape ``(1,)``. Action: the order in units of :math:`u`, shape
 ``(1,)``; :math:`q_t = u \max(a_t, 0)` (negative orders are read as 0, orders past the shelf are not
@@ -68,7 +67,7 @@ _TAIL = 1e-15
 
 @dataclass(frozen=True)
 class InventoryTask:
-    """Mean daily demand :math:`\\lambda` (items per day) of one store."""
+    """Mean daily demand :math:`\\mu` (items per day) of one store."""
 
     demand_mean: float
 
@@ -91,7 +90,7 @@ class InventoryFamily(TaskFamily):
     Split coordinate: the normalised demand mean (test stores in the interleaved cells of the base module).
 
     Args:
-        demand_low, demand_high: range of the mean daily demand :math:`\\lambda` (items).
+        demand_low, demand_high: range of the mean daily demand :math:`\\mu` (items).
         horizon: days per episode :math:`T`.
         price, cost: selling price :math:`p` and unit cost :math:`c` (``price > cost``).
         holding_cost: :math:`h > 0`, per unit left on the shelf overnight.
@@ -134,7 +133,7 @@ class InventoryFamily(TaskFamily):
 
     @property
     def critical_fractile(self) -> float:
-        r""":math:`\kappa = (p - c + b) / (p - c + b + h)` (eq. ``critical-fractile``)."""
+        r""":math:`\kappa = (p - c + b) / (p - c + b + h)` (the critical fractile)."""
         under = self.margin + self.lost_sale_penalty
         return under / (under + self.holding_cost)
 
@@ -152,8 +151,8 @@ class InventoryFamily(TaskFamily):
 
     # ------------------------------------------------------------------ exact expectations
     def expected_daily_reward(self, level: float | np.ndarray, task: InventoryTask) -> np.ndarray:
-        r""":math:`G_\lambda(y) / u`, the expected reward of a day that starts with :math:`y` units on the
-        shelf (after the order), exact up to a Poisson tail of 1e-15 (eq. ``newsvendor-profit``).
+        r""":math:`G_\mu(y) / u`, the expected reward of a day that starts with :math:`y` units on the
+        shelf (after the order), exact up to a Poisson tail of 1e-15 (the newsvendor profit).
 
         Args:
             level: :math:`y`, items; a scalar or an array of any shape, each value in ``[0, capacity]``.
@@ -178,15 +177,15 @@ class InventoryFamily(TaskFamily):
         return (g / self.scale).reshape(y.shape)
 
     def oracle_level(self, task: InventoryTask) -> float:
-        r""":math:`S^*_\lambda`: the smallest integer with :math:`F_\lambda(S) \ge \kappa`, capped at the
-        capacity (eq. ``critical-fractile``); it maximises :meth:`expected_daily_reward`."""
+        r""":math:`S^*_\mu`: the smallest integer with :math:`F_\mu(S) \ge \kappa`, capped at the
+        capacity (the critical-fractile level); it maximises :meth:`expected_daily_reward`."""
         task = self.validate(task)
         cdf = np.cumsum(poisson_pmf(task.demand_mean, _support(task.demand_mean)))
         return float(min(int(np.argmax(cdf >= self.critical_fractile - 1e-12)), self.capacity))
 
     def base_stock_return(self, level: float, task: InventoryTask) -> float:
         r"""Exact expected episode return of "order up to ``level``" from an empty shelf:
-        :math:`T\, G_\lambda(\min(S, C)) / u` (every day starts with :math:`y_t = S`)."""
+        :math:`T\, G_\mu(\min(S, C)) / u` (every day starts with :math:`y_t = S`)."""
         if not np.isfinite(level) or level < 0:
             raise ValueError(f"Inventory: base-stock level must be a finite number >= 0, got {level!r}")
         return float(self.horizon * self.expected_daily_reward(min(float(level), self.capacity), task))
@@ -196,9 +195,9 @@ class InventoryFamily(TaskFamily):
         return self.base_stock_return(self.oracle_level(task), task)
 
     def best_common_level(self, tasks: Sequence[InventoryTask]) -> float:
-        r"""The one base-stock level with the highest mean expected return over ``tasks``
-        (eq. ``common-level``): the :math:`\kappa`-quantile of the mixture
-        :math:`\bar F = \frac1K\sum_k F_{\lambda_k}`, capped at the capacity. A policy
+        r"""The one base-stock level with the highest mean expected return over ``tasks``:
+        the :math:`\kappa`-quantile of the mixture
+        :math:`\bar F = \frac1M\sum_m F_{\mu_m}`, capped at the capacity. A policy
         that cannot tell the tasks apart does no better than this on average."""
         tasks = [self.validate(t) for t in tasks]
         if not tasks:
@@ -258,13 +257,13 @@ class InventoryEnv(MetaEnvMixin, gym.Env):
             raise ValueError(f"Inventory: the action is one order quantity, got shape {np.shape(action)}")
         # float32 arithmetic in the order the batched env uses, so that the two agree step by step
         order = np.float32(max(float(a[0]), 0.0)) * np.float32(f.scale)
-        level = np.minimum(self._stock + order, np.float32(f.capacity))  # y_t (eq. inventory-dynamics)
+        level = np.minimum(self._stock + order, np.float32(f.capacity))  # y_t, the stock available today
         demand = np.float32(self.np_random.poisson(self._lam))
         sales = np.minimum(level, demand)
         leftover = level - sales
         lost = demand - sales
         reward = (np.float32(f.margin) * sales - np.float32(f.holding_cost) * leftover
-                  - np.float32(f.lost_sale_penalty) * lost) / np.float32(f.scale)  # eq. inventory-reward
+                  - np.float32(f.lost_sale_penalty) * lost) / np.float32(f.scale)  # r_t, the day's reward
         info = {"demand": float(demand), "sales": float(sales), "order": float(level - self._stock),
                 "lost_sales": float(lost), "stock": float(leftover)}
         self._stock = np.float32(leftover)
