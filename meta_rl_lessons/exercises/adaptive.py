@@ -1,9 +1,9 @@
-r"""Exercises of chapter 4 (adaptive deep RL): PBT's exploit step and successive halving's promotion.
+r"""Exercises of chapter 5 (adaptive deep RL): PBT's exploit step and successive halving's promotion.
 
-* :func:`pbt_exploit_template` (eq-adaptive-pbt) is compared with the exploit step of
+* :func:`pbt_exploit_template` (PBT's exploit step) is compared with the exploit step of
   :func:`meta_rl_lessons.adaptive.pbt.pbt` (:func:`~meta_rl_lessons.adaptive.search.rank`,
   :func:`~meta_rl_lessons.adaptive.pbt.truncation_sizes`, a uniform donor from the top quantile);
-* :func:`promote_template` (eq-adaptive-sh) with the promotion in
+* :func:`promote_template` (the successive-halving rule) with the promotion in
   :func:`meta_rl_lessons.adaptive.successive_halving.run_halving`.
 
 Ties between scores may be broken any way (the package keeps the earlier index first); the checks accept every
@@ -43,7 +43,7 @@ def _fmt_scores(scores: Sequence[float]) -> str:
 def pbt_exploit_template(
     scores: Sequence[float], quantile: float, rng: np.random.Generator
 ) -> dict[int, int]:
-    r"""PBT's exploit step by truncation selection (chapter 4, eq-adaptive-pbt).
+    r"""PBT's exploit step by truncation selection (chapter 5, the exploit step of PBT).
 
     Rank the ``N`` members by score, best first; a NaN score ranks below every number. The bottom and the top
     quantile each hold :math:`n = \min(\lceil qN \rceil, \lfloor N/2 \rfloor)` members. Every member in the
@@ -59,7 +59,7 @@ def pbt_exploit_template(
         ``{bottom member index: donor index}``, one entry per bottom member.
     """
     raise NotImplementedError(
-        "exercise: implement PBT's exploit step (chapter 4), then run "
+        "exercise: implement PBT's exploit step (chapter 5), then run "
         "adaptive.check_pbt_exploit(your_function)"
     )
 
@@ -119,7 +119,7 @@ def check_pbt_exploit(
         ("N=3, q=0.2: one member copies", [5.0, -1.0, 2.0], 0.2),
     ]
     report = CheckReport(
-        "PBT exploit step, truncation selection (chapter 4, eq-adaptive-pbt)",
+        "PBT exploit step, truncation selection (chapter 5, the exploit step of PBT)",
         "the exploit step of meta_rl_lessons.adaptive.pbt.pbt (rank, truncation_sizes)",
     )
     for desc, scores, q in specs:
@@ -205,7 +205,7 @@ def check_pbt_exploit(
 
 # ============================================================================ successive halving
 def promote_template(trial_ids: Sequence[int], scores: Sequence[float], eta: int) -> list[int]:
-    r"""Successive halving's promotion from one rung to the next (chapter 4, eq-adaptive-sh).
+    r"""Successive halving's promotion from one rung to the next (chapter 5, the successive-halving rule).
 
     Of the :math:`m` trials in the rung, keep the :math:`\max(1, \lfloor m / \eta \rfloor)` with the best
     scores (higher is better; a NaN score ranks below every number).
@@ -220,7 +220,7 @@ def promote_template(trial_ids: Sequence[int], scores: Sequence[float], eta: int
         the ids of the promoted trials (any order).
     """
     raise NotImplementedError(
-        "exercise: implement successive halving's promotion (chapter 4), then run "
+        "exercise: implement successive halving's promotion (chapter 5), then run "
         "adaptive.check_promote(your_function)"
     )
 
@@ -260,7 +260,7 @@ def check_promote(student: Callable[..., Sequence[int]], *, seed: int = 0) -> Ch
         ),
     ]
     report = CheckReport(
-        "successive halving promotion (chapter 4, eq-adaptive-sh)",
+        "successive halving promotion (chapter 5, the successive-halving rule)",
         "the promotion in meta_rl_lessons.adaptive.successive_halving.run_halving",
     )
     for desc, ids, scores, eta in specs:

@@ -1,12 +1,12 @@
 r"""Exercises of the RL² chapter: the RL² input sequence, and the UCB1 arm choice.
 
-================================  ===================================================  =====================
-exercise                          compared with                                        equation (chapter 3)
-================================  ===================================================  =====================
-:func:`rl2_inputs_template`       what :class:`meta_rl_lessons.envs.rl2.RL2BatchedEnv`  eq. rl2-input
+================================  ===================================================  =======================
+exercise                          compared with                                        in chapter 4 (RL²)
+================================  ===================================================  =======================
+:func:`rl2_inputs_template`       what :class:`meta_rl_lessons.envs.rl2.RL2BatchedEnv`  the RL² policy's input
                                   feeds the policy on real tabular-MDP trials
-:func:`ucb1_template`             :func:`meta_rl_lessons.rl2.baselines.ucb1_rule`       (UCB1 baseline)
-================================  ===================================================  =====================
+:func:`ucb1_template`             :func:`meta_rl_lessons.rl2.baselines.ucb1_rule`       the UCB1 baseline
+================================  ===================================================  =======================
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def rl2_inputs_template(
     num_actions: int,
 ) -> Tensor:
     r"""The inputs :math:`x_t = [s_t, \mathrm{onehot}(a_{t-1}), r_{t-1}, d_{t-1}]` of the RL² policy
-    (chapter 3, eq. rl2-input), for recorded trials.
+    (the RL² policy's input of chapter 4), for recorded trials.
 
     Each column holds one or more *trials* back to back (a new trial is a new task: nothing carries over from
     the previous one). Within a trial, episodes follow each other; ``d_{t-1} = 1`` on the first step of every
@@ -72,7 +72,7 @@ def rl2_inputs_template(
         ``[obs | one-hot previous action | previous reward | previous done]``.
     """
     raise NotImplementedError(
-        "exercise: build the RL² inputs (chapter 3, eq. rl2-input), then run "
+        "exercise: build the RL² inputs (the policy's input of chapter 4), then run "
         "rl2.check_rl2_inputs(your_function)"
     )
 
@@ -275,7 +275,7 @@ def check_rl2_inputs(student: Callable[..., Tensor], *, seed: int = 0) -> CheckR
         ),
     ]
     report = CheckReport(
-        "RL² inputs (chapter 3, eq. rl2-input)",
+        "RL² inputs (the policy's input of chapter 4)",
         "meta_rl_lessons.envs.rl2.RL2BatchedEnv (its observations on real trials)",
     )
     for i, (desc, columns, S, A) in enumerate(specs):
@@ -318,7 +318,7 @@ def check_rl2_inputs(student: Callable[..., Tensor], *, seed: int = 0) -> CheckR
 
 # ============================================================================ UCB1
 def ucb1_template(successes: np.ndarray, failures: np.ndarray, t: int, c: float = 1.0) -> np.ndarray:
-    r"""UCB1's choice of arm for ``M`` Bernoulli bandits at once (chapter 3, the UCB1 baseline).
+    r"""UCB1's choice of arm for ``M`` Bernoulli bandits at once (chapter 4, the UCB1 baseline).
 
     During the first ``k`` pulls (``t < k``) pull every arm once, in order: arm ``t``. Afterwards pull
     :math:`\arg\max_i \bar x_i + c\sqrt{2\ln t / N_i}` with the empirical mean :math:`\bar x_i = s_i / N_i`,
@@ -417,7 +417,7 @@ def check_ucb1(student: Callable[..., np.ndarray], *, seed: int = 0, num_random:
     for desc, s, f, t, _ in specs:
         if not np.all((s + f).sum(1) == t):
             raise AssertionError(f"internal: counts of {desc!r} do not sum to t={t}")
-    report = CheckReport("UCB1 arm choice (chapter 3)", "meta_rl_lessons.rl2.baselines.ucb1_rule")
+    report = CheckReport("UCB1 arm choice (chapter 4)", "meta_rl_lessons.rl2.baselines.ucb1_rule")
     for desc, s, f, t, c in specs:
 
         def body(desc=desc, s=s, f=f, t=t, c=c) -> Case:
