@@ -1,17 +1,17 @@
 r"""Exercises of chapter 2 (MAML, derived): one differentiable inner step, and Reptile's update.
 
-================================  ===================================================  ======================
-exercise                          compared with                                        equation (chapter 2)
-================================  ===================================================  ======================
-:func:`inner_step_template`       :func:`meta_rl_lessons.maml.supervised.adapt` and    eq. maml-inner,
-                                  :func:`~meta_rl_lessons.maml.supervised.meta_gradient`  eq. maml-metagrad
-:func:`reptile_template`          :func:`meta_rl_lessons.maml.supervised.reptile_update`  eq. reptile
-================================  ===================================================  ======================
+================================  ======================================================  ====================
+exercise                          compared with                                           equation (chapter 2)
+================================  ======================================================  ====================
+:func:`inner_step_template`       :func:`meta_rl_lessons.maml.supervised.adapt` and       the inner update and
+                                  :func:`~meta_rl_lessons.maml.supervised.meta_gradient`  the meta-gradient
+:func:`reptile_template`          :func:`meta_rl_lessons.maml.supervised.reptile_update`  Reptile's update
+================================  ======================================================  ====================
 
 The inner step is checked twice: its *values* :math:`\theta'` against the package, and the *meta-gradient*
 through it, :math:`\nabla_\theta L^{\mathrm{val}}(\theta'(\theta))`, against the package's second-order
 meta-gradient. An inner step whose gradient was taken without ``create_graph=True`` has the right values but
-the first-order meta-gradient (eq. maml-fo); the report says so.
+the first-order meta-gradient; the report says so.
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ Params = Mapping[str, Tensor]
 def inner_step_template(
     model: nn.Module, params: dict[str, Tensor], x: Tensor, y: Tensor, inner_lr: float
 ) -> dict[str, Tensor]:
-    r"""One step of gradient descent on one task's support loss, *differentiably* (chapter 2, eq. maml-inner).
+    r"""One step of gradient descent on one task's support loss, *differentiably* (chapter 2's inner update).
 
     :math:`\theta' = \theta - \alpha \nabla_\theta L^{\mathrm{tr}}(\theta)` with the mean squared error
     :math:`L^{\mathrm{tr}}(\theta) = \frac1K\sum_k (f_\theta(x_k) - y_k)^2` of the model evaluated with
     ``torch.func.functional_call(model, params, (x,))``. The result must remain a differentiable function of
-    ``params``, second derivatives included, so that the meta-gradient (eq. maml-metagrad) can flow through
+    ``params``, second derivatives included, so that the meta-gradient (chapter 2) can flow through
     it.
 
     Args:
@@ -68,8 +68,8 @@ def inner_step_template(
         :math:`\theta'` as a new dict with the same keys and shapes (``params`` itself must not change).
     """
     raise NotImplementedError(
-        "exercise: implement one differentiable MAML inner step (chapter 2, "
-        "eq. maml-inner), then run maml.check_inner_step(your_function)"
+        "exercise: implement one differentiable MAML inner step (the inner update of "
+        "chapter 2), then run maml.check_inner_step(your_function)"
     )
 
 
@@ -145,7 +145,7 @@ def check_inner_step(
         ("ReLU network 1-16-16-1, K=5, α=0.5 (a large step)", (16, 16), 5, 0.5),
     ]
     report = CheckReport(
-        "MAML inner step and the meta-gradient through it (chapter 2, eqs. maml-inner, maml-metagrad)",
+        "MAML inner step and the meta-gradient through it (chapter 2)",
         "meta_rl_lessons.maml.supervised.adapt / meta_gradient",
     )
     atol, rtol = 1e-10, 1e-7
@@ -222,9 +222,9 @@ def check_inner_step(
             if compare(_flat(mine, keys), _flat(fo, keys), atol, rtol)[0]:
                 diag = (
                     "θ' has the right values, but the meta-gradient through it is the *first-order* one "
-                    "(eq. maml-fo): ∇L^tr(θ) was treated as a constant. Compute the inner gradient with "
+                    "of chapter 2: ∇L^tr(θ) was treated as a constant. Compute the inner gradient with "
                     "torch.autograd.grad(loss, params, create_graph=True) so autograd can differentiate it "
-                    "again (the Hessian term of eq. maml-metagrad)"
+                    "again (the Hessian term of the meta-gradient)"
                 )
             elif any(g is None for g in grads):
                 missing = [k for k, g in zip(keys, grads, strict=True) if g is None]
@@ -253,7 +253,7 @@ def reptile_template(
     inner_steps: int,
     outer_step: float,
 ) -> dict[str, Tensor]:
-    r"""One Reptile meta-update (chapter 2, eq. reptile).
+    r"""One Reptile meta-update (Reptile's update in chapter 2).
 
     For every task :math:`i`, start from :math:`\theta` and take ``inner_steps`` steps of full-batch gradient
     descent with step ``inner_lr`` on the task's mean squared error, giving :math:`\phi_i`; then move
@@ -270,7 +270,7 @@ def reptile_template(
         the new :math:`\theta` as a dict with the same keys and shapes.
     """
     raise NotImplementedError(
-        "exercise: implement Reptile's update (chapter 2, eq. reptile), then run "
+        "exercise: implement Reptile's update (chapter 2), then run "
         "maml.check_reptile_update(your_function)"
     )
 
@@ -321,7 +321,7 @@ def check_reptile_update(
         ),
     ]
     report = CheckReport(
-        "Reptile update (chapter 2, eq. reptile)", "meta_rl_lessons.maml.supervised.reptile_update"
+        "Reptile update (chapter 2)", "meta_rl_lessons.maml.supervised.reptile_update"
     )
     atol, rtol = 1e-10, 1e-7
     for i, (desc, hidden, n, k, steps, lr, eps) in enumerate(specs):

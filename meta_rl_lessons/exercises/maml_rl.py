@@ -1,11 +1,11 @@
 r"""Exercises of the chapter "MAML for RL": DiCE's magic box, and the inner REINFORCE loss with padding.
 
-================================  ================================================  =========================
-exercise                          compared with                                     equation (chapter 2b)
-================================  ================================================  =========================
-:func:`magic_box_template`        :func:`meta_rl_lessons.maml.rl.magic_box`         eq. dice
-:func:`inner_loss_template`       :func:`meta_rl_lessons.maml.rl.inner_loss`        eq. maml-rl-inner
-================================  ================================================  =========================
+================================  ================================================  ========================
+exercise                          compared with                                     equation (chapter 3)
+================================  ================================================  ========================
+:func:`magic_box_template`        :func:`meta_rl_lessons.maml.rl.magic_box`         DiCE's objective
+:func:`inner_loss_template`       :func:`meta_rl_lessons.maml.rl.inner_loss`        the inner REINFORCE step
+================================  ================================================  ========================
 
 The magic box is checked on its value, its gradient *and its second derivative*: ``1 + x - x.detach()`` has
 the right value and the right first derivative, and is still wrong for MAML, which differentiates twice.
@@ -45,7 +45,7 @@ DTYPE = torch.float64
 
 # ============================================================================ magic box
 def magic_box_template(x: Tensor) -> Tensor:
-    r"""DiCE's "magic box" :math:`\boxdot(x) = \exp(x - \perp x)` (chapter 2b, eq. dice), elementwise.
+    r"""DiCE's "magic box" :math:`\boxdot(x) = \exp(x - \perp x)` (chapter 3), elementwise.
 
     :math:`\perp` stops gradients (``detach``). The result evaluates to exactly 1 and behaves under
     differentiation like :math:`\nabla\boxdot(f) = \boxdot(f)\nabla f`, *at every order*, so that
@@ -59,7 +59,7 @@ def magic_box_template(x: Tensor) -> Tensor:
         same shape, dtype and device as ``x``.
     """
     raise NotImplementedError(
-        "exercise: implement the magic box (chapter 2b, eq. dice), then run "
+        "exercise: implement the magic box (chapter 3), then run "
         "maml_rl.check_magic_box(your_function)"
     )
 
@@ -106,7 +106,7 @@ def check_magic_box(
         ("f(θ) ≈ −1500 (the log-probability of a 2000-step batch): exp(f) underflows to 0", _f_large),
         ("f(θ) ≈ +800: exp(f) overflows to inf", _f_positive),
     ]
-    report = CheckReport("DiCE magic box (chapter 2b, eq. dice)", "meta_rl_lessons.maml.rl.magic_box")
+    report = CheckReport("DiCE magic box (chapter 3)", "meta_rl_lessons.maml.rl.magic_box")
     atol, rtol = 1e-9, 1e-7
     for desc, f in specs:
         theta = torch.randn(3, generator=gen, dtype=DTYPE).to(device)
@@ -201,7 +201,7 @@ def check_magic_box(
 
 # ============================================================================ inner REINFORCE loss
 def inner_loss_template(log_probs: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
-    r"""The per-task inner REINFORCE loss of MAML-RL (chapter 2b, eq. maml-rl-inner).
+    r"""The per-task inner REINFORCE loss of MAML-RL (the inner REINFORCE step of chapter 3).
 
     :math:`L^{\mathrm{in}}_k = -\frac{1}{N_k}\sum_{t, e} m_{k,t,e}\,\log\pi_\theta(a_{k,t,e}\mid s_{k,t,e})\,
     \Psi_{k,t,e}` where :math:`N_k = \sum_{t,e} m_{k,t,e}` is the number of *real* steps of task ``k``
@@ -216,7 +216,7 @@ def inner_loss_template(log_probs: Tensor, advantages: Tensor, mask: Tensor) -> 
         ``[K]``, one loss per task, differentiable w.r.t. ``log_probs``.
     """
     raise NotImplementedError(
-        "exercise: implement the inner REINFORCE loss (chapter 2b, eq. maml-rl-inner), "
+        "exercise: implement the inner REINFORCE loss (chapter 3), "
         "then run maml_rl.check_inner_loss(your_function)"
     )
 
@@ -266,7 +266,7 @@ def check_inner_loss(
         ("K=1 task, T=4, E=1, a single episode of length 1", 1, 4, 1, [1], False),
     ]
     report = CheckReport(
-        "MAML-RL inner REINFORCE loss (chapter 2b, eq. maml-rl-inner)", "meta_rl_lessons.maml.rl.inner_loss"
+        "MAML-RL inner REINFORCE loss (chapter 3)", "meta_rl_lessons.maml.rl.inner_loss"
     )
     atol, rtol = 1e-10, 1e-8
     for i, (desc, K, T, E, lengths, dirty) in enumerate(specs):
