@@ -384,7 +384,7 @@ def rl2_trial() -> Figure:
     :math:`a_t`. Within a trial (one task :math:`\mathcal{M}`) the hidden state is carried across the
     episode boundary, where :math:`d_{t-1} = 1` tells the policy that an episode ended; between trials the
     task changes and the hidden state is reset to zero, with the previous action, reward and done flag
-    zeroed. Episodes are drawn with :math:`H = 2` steps.
+    zeroed. Episodes are drawn with :math:`T = 2` steps.
     """
     W, H = 7.2, 4.4
     fig, ax = _canvas(W, H)
@@ -446,7 +446,7 @@ def rl2_trial() -> Figure:
     ax.plot([0.35, 0.35], [0.3, 0.56], color=BLACK, lw=2.0)
     _text(ax, 0.65, 0.42, "trial boundary: a new task; " + r"$h$, $a_{t-1}$, $r_{t-1}$, $d_{t-1}$"
           + " restart at 0 (vermillion)", ha="left")
-    _text(ax, 0.65, 0.12, r"episodes drawn with $H = 2$ steps; $t$ counts the steps of the trial", ha="left",
+    _text(ax, 0.65, 0.12, r"episodes drawn with $T = 2$ steps; $t$ counts the steps of the trial", ha="left",
           color=GREY)
     return fig
 
@@ -607,7 +607,7 @@ def pbt_exploit_explore() -> Figure:
         for a in (top, bottom):
             a.axvline(t[i], color=GREY, lw=1.0, ls=(0, (1.5, 2)), zorder=0)
     top.set_ylabel("score")
-    bottom.set_ylabel("step size $h$")
+    bottom.set_ylabel("step size $c$")
     bottom.set_yscale("log")
     bottom.set_xlabel("training steps")
     top.set_ylim(0, 1.05)
@@ -622,8 +622,8 @@ def pbt_exploit_explore() -> Figure:
                Line2D([], [], marker="D", ms=7, mfc="white", mec=BLACK, mew=1.6, ls="none"),
                Line2D([], [], color=GREY, lw=1.0, ls=(0, (1.5, 2))),
                Line2D([], [], color=BLACK, lw=2.0)]
-    labels = [r"exploit: copy $\theta$ and $h$ of the best",
-              r"explore: $h \leftarrow 0.8\,h$ or $1.2\,h$",
+    labels = [r"exploit: copy $\theta$ and $c$ of the best",
+              r"explore: $c \leftarrow 0.8\,c$ or $1.2\,c$",
               "ready point, every $s$ steps",
               "one colour per worker"]
     top.legend(handles, labels, loc="lower right", frameon=False, fontsize=10, handlelength=1.6)
