@@ -10,13 +10,13 @@ Each exercise has a *template* (the signature and docstring to implement, raisin
 
     print(drl.check_gae(my_gae))          # a readable report; .raise_if_failed() to stop on failure
 
-===========================  ============================================  ===============================
-exercise                     compared with                                 equation (chapter 1)
-===========================  ============================================  ===============================
-:func:`gae_template`         :func:`meta_rl_lessons.rl.advantages.gae`     eq. gae, eq. td-error
-:func:`line_search_template` :func:`meta_rl_lessons.rl.trpo.line_search`   eq. trpo-linesearch
-:func:`ppo_clip_template`    the policy term of ``PPO.update``             eq. ppo-clip
-===========================  ============================================  ===============================
+===========================  ============================================  ===================================
+exercise                     compared with                                 what it computes (chapter 1)
+===========================  ============================================  ===================================
+:func:`gae_template`         :func:`meta_rl_lessons.rl.advantages.gae`     the TD error and the GAE recursion
+:func:`line_search_template` :func:`meta_rl_lessons.rl.trpo.line_search`   TRPO's backtracking line search
+:func:`ppo_clip_template`    the policy term of ``PPO.update``             PPO's clipped surrogate
+===========================  ============================================  ===================================
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ def gae_template(
     gamma: float,
     lam: float,
 ) -> Tensor:
-    r"""Generalized advantage estimates :math:`\hat A_t` of a fixed-length rollout (chapter 1, eq. gae).
+    r"""Generalized advantage estimates :math:`\hat A_t` of a fixed-length rollout (chapter 1).
 
-    :math:`\delta_t = r_t + \gamma (1 - \mathrm{term}_t) V(s'_t) - V(s_t)` (eq. td-error) and
+    :math:`\delta_t = r_t + \gamma (1 - \mathrm{term}_t) V(s'_t) - V(s_t)` (the TD error) and
     :math:`\hat A_t = \delta_t + \gamma\lambda\,(1 - \mathrm{done}_t)\,\hat A_{t+1}`, computed backwards from
     the last row, where ``done = terminated | truncated``. Every column may hold several episodes: after a
     boundary a new episode starts in the same column, and nothing may flow across it. The last row of the
@@ -87,7 +87,7 @@ def gae_template(
         advantages ``[T, B]``, same dtype and device as ``rewards``.
     """
     raise NotImplementedError(
-        "exercise: implement GAE (chapter 1, eq. gae), then run drl.check_gae(your_function)"
+        "exercise: implement GAE (the recursion of chapter 1), then run drl.check_gae(your_function)"
     )
 
 
@@ -321,7 +321,7 @@ def check_gae(
                 lam,
             )
         )
-    report = CheckReport("GAE (chapter 1, eq. gae)", "meta_rl_lessons.rl.advantages.gae")
+    report = CheckReport("GAE (the recursion of chapter 1)", "meta_rl_lessons.rl.advantages.gae")
     atol, rtol = 1e-9, 1e-7
 
     for desc, T, B, term, trunc, gamma, lam in cases:
@@ -347,7 +347,7 @@ def line_search_template(
     backtrack_ratio: float = 0.5,
     max_backtracks: int = 10,
 ) -> Tensor:
-    r"""TRPO's backtracking line search (chapter 1, eq. trpo-linesearch).
+    r"""TRPO's backtracking line search (chapter 1).
 
     Try the fractions ``backtrack_ratio**i`` of ``full_step`` for ``i = 0, 1, ..., max_backtracks - 1`` and
     return the first step ``fraction * full_step`` whose exact mean KL is at most ``max_kl`` *and* whose
@@ -366,8 +366,8 @@ def line_search_template(
         the accepted step ``[n]`` (zeros if none), same dtype and device as ``full_step``.
     """
     raise NotImplementedError(
-        "exercise: implement the backtracking line search (chapter 1, "
-        "eq. trpo-linesearch), then run drl.check_line_search(your_function)"
+        "exercise: implement TRPO's backtracking line search (chapter 1), "
+        "then run drl.check_line_search(your_function)"
     )
 
 
@@ -596,7 +596,7 @@ def check_line_search(
             )
         )
     report = CheckReport(
-        "TRPO backtracking line search (chapter 1, eq. trpo-linesearch)",
+        "TRPO backtracking line search (chapter 1)",
         "meta_rl_lessons.rl.trpo.line_search",
     )
     for desc, slope, curv, kl_full, max_kl, ratio, mb, nan_above in specs:
@@ -636,7 +636,7 @@ def check_line_search(
 def ppo_clip_template(
     log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip_coef: float
 ) -> Tensor:
-    r"""PPO's clipped surrogate *loss* (chapter 1, eq. ppo-clip), to be minimised.
+    r"""PPO's clipped surrogate *loss* (chapter 1), to be minimised.
 
     :math:`L = -\frac1N\sum_t \min\big(\rho_t \hat A_t,\ \mathrm{clip}(\rho_t, 1-\epsilon,
     1+\epsilon)\hat A_t\big)`
@@ -654,7 +654,7 @@ def ppo_clip_template(
         the scalar loss (a 0-dimensional tensor).
     """
     raise NotImplementedError(
-        "exercise: implement PPO's clipped surrogate loss (chapter 1, eq. ppo-clip), "
+        "exercise: implement PPO's clipped surrogate loss (chapter 1), "
         "then run drl.check_ppo_clip_loss(your_function)"
     )
 
@@ -742,7 +742,7 @@ def check_ppo_clip_loss(
             (f"random batch {i + 1}: N={N}, log-ratio scale {scale:.2f}, ε={eps:.3f}", N, scale, 0, eps)
         )
     report = CheckReport(
-        "PPO clipped surrogate loss (chapter 1, eq. ppo-clip)",
+        "PPO clipped surrogate loss (chapter 1)",
         "the policy term of meta_rl_lessons.rl.ppo.PPO.update",
     )
     atol, rtol = 1e-10, 1e-8
