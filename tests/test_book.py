@@ -6,10 +6,15 @@ skip with a reason unless ``META_RL_SITE`` names a built site.
 
 from __future__ import annotations
 
+import base64
+import functools
 import json
 import os
 import re
 import shutil
+import struct
+import zlib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -49,9 +54,15 @@ def test_a_page_per_toc_entry():
         assert (site / f"{entry}.html").exists(), f"no page built for {entry}"
 
 
+@functools.cache
+def checked_site() -> tuple[list, list]:
+    """check_site on the built site, run once for the tests that need it."""
+    return check_site(SITE)
+
+
 @needs_site
 def test_built_pages_pass_the_browser_check():
-    problems, reports = check_site(SITE)
+    problems, reports = checked_site()
     assert not problems, "\n".join(map(str, problems))
     assert len(reports) >= len(toc_files())
     by_page = {r.page: r for r in reports}
@@ -65,13 +76,41 @@ def test_built_pages_pass_the_browser_check():
         page = by_page[f"chapters/{notebook.stem}.html"]
         assert page.output_images >= shown, f"{notebook.name}: {shown} figures, {page.output_images} in page"
     assert by_page["chapters/00-setup-check.html"].output_images >= 1
+    # Issue 12's acceptance: the explanatory diagrams are on the pages, and output figures are sharp.
+    assert len({name for r in reports for name in r.diagram_names}) >= 6
+    figures = sum(r.figures for r in reports)
+    sharp = sum(r.sharp_figures for r in reports)
+    assert sharp >= 0.8 * figures, f"{sharp} of {figures} output figures are SVG or high-density: under 80%"
 
 
-def _break(page: Path, pattern: str, replacement: str, count: int = 1) -> None:
+def _break(page: Path, pattern: str, html: str, count: int = 1, put: str = "instead") -> None:
+    """Put ``html`` (literal text) ``instead`` of, ``after`` or ``before`` the first ``count`` matches of
+    ``pattern`` in ``page`` (``count=0``: every match)."""
     text = page.read_text()
-    broken, n = re.subn(pattern, replacement, text, count=count)
+
+    def replace(match: re.Match) -> str:
+        return {"instead": html, "after": match.group(0) + html, "before": html + match.group(0)}[put]
+
+    broken, n = re.subn(pattern, replace, text, count=count)
     assert n, f"could not break {page}: {pattern!r} not found"
     page.write_text(broken)
+
+
+def _tiny_png(size: int = 8) -> str:
+    """A grey ``size`` x ``size`` PNG as a data URI (a figure far too coarse for its displayed width)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * size for _ in range(size))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", size, size, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+# A display equation far wider than any text column: forty terms on one line.
+WIDE_TEX = " + ".join(rf"\frac{{\partial x_{{{i}}}}}{{\partial \theta}}" for i in range(40))
+CELL_OUTPUT = r'<div class="cell_output docutils container">'
 
 
 @needs_site
@@ -90,13 +129,64 @@ def test_browser_check_catches_each_kind_of_breakage(tmp_path):
     external = '<script src="https://cdn.example.invalid/lib.js"></script></head>'
     _break(site / "book/intro.html", r"</head>", external)
 
-    problems, _ = check_site(site)
-    found = {(p.page, p.kind) for p in problems}
-    assert ("book/notation.html", "math") in found
-    assert ("book/setup.html", "image") in found
-    assert ("book/how-to-use.html", "console") in found
-    assert ("book/intro.html", "offline") in found
-    # index.html redirects to the intro, so it shows the intro's breakage too; every other page stays clean.
+    setup_check = site / "chapters/00-setup-check.html"
+    # A Markdown table in an output that was never rendered (as myst-nb shows text/markdown: smart dashes).
+    raw_table = "<p>| budget | seconds |\n|\u2014|\u2014|\n| smoke | 12 |\n| book | 340 |</p>"
+    _break(setup_check, CELL_OUTPUT, raw_table, put="after")
+    # TeX in an output that nothing typesets, next to a printed price that is not TeX.
+    raw_tex = r"<p>The inner step size $\alpha_{\mathrm{in}}$ was tuned on a budget of $5 per $10 run.</p>"
+    _break(setup_check, CELL_OUTPUT, raw_tex, put="after")
+    # A low-resolution raster figure, shown ten times wider than its pixels.
+    _break(setup_check, CELL_OUTPUT, f'<img alt="coarse" src="{_tiny_png()}" width="600">', put="after")
+    # A diagram (SVG) whose caption leaks a path and a dirty working tree; a collapsed provenance box that may
+    # say "uncommitted changes" plainly but not print a path.
+    diagrams = site / "_static/diagrams"
+    diagrams.mkdir(parents=True, exist_ok=True)
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="400" height="90"><rect width="9" height="9"/></svg>'
+    (diagrams / "test-loop.svg").write_text(svg)
+    caption = "The loop, made in /root/meta-rl/runs/loop-7 (with uncommitted changes)."
+    figure = ('<figure><img src="../_static/diagrams/test-loop.svg" alt="loop" style="width: 400px">'
+              f"<figcaption>{caption}</figcaption></figure>")
+    box = ('<details class="provenance"><summary>How this was made</summary><p>commit 1a2b3c4, built '
+           "with uncommitted changes from /home/builder/book</p></details>")
+    _break(setup_check, r"</article>", figure + box, put="before")
+    # An equation wider than the column, typeset by the page's MathJax.
+    wide = f'<div class="math notranslate nohighlight" id="equation-too-wide">\\[{WIDE_TEX}\\]</div>'
+    first_equation = r'<div class="math notranslate nohighlight"'
+    _break(site / "chapters/01-drl-basics.html", first_equation, wide, put="before")
+
+    baseline, _ = checked_site()
+    problems, reports = check_site(site)
+    added = Counter(map(str, problems)) - Counter(map(str, baseline))
+    new = [p for p in problems if added[str(p)] > 0]
+
+    def found(page: str, kind: str, text: str = "") -> bool:
+        return any(p.page == page and p.kind == kind and text in p.detail for p in new)
+
+    assert found("book/notation.html", "math")
+    assert found("book/setup.html", "image")
+    assert found("book/how-to-use.html", "console")
+    assert found("book/intro.html", "offline")
+    page = "chapters/00-setup-check.html"
+    assert found(page, "raw-table", "| budget | seconds |")
+    assert found(page, "raw-tex", r"$\alpha_{\mathrm{in}}$")
+    assert not found(page, "raw-tex", "$5")
+    assert found(page, "low-res-figure", "8 px wide for 600 px shown")
+    assert found(page, "leak", "/root/meta-rl/runs/loop-7")
+    assert found(page, "leak", "/home/builder/book")  # a path, even in the provenance box
+    phrases = [p.detail for p in new if p.page == page and p.detail.startswith("'uncommitted' in")]
+    assert len(phrases) == 1 and "loop-7 (with uncommitted changes)" in phrases[0], phrases  # the caption's
+    assert found("chapters/01-drl-basics.html", "wide-math", r"#equation-too-wide")
+    assert found("chapters/01-drl-basics.html", "wide-math", r"\frac{\partial x_{0}}")
+    report = {r.page: r for r in reports}[page]
+    assert report.diagrams == {r.page: r for r in checked_site()[1]}[page].diagrams + 1
+    assert "test-loop" in report.diagram_names
+    # index.html redirects to the intro, so it shows the intro's breakage too; every other page shows exactly
+    # what it showed before.
     broken = {"book/notation.html", "book/setup.html", "book/how-to-use.html", "book/intro.html"}
-    broken.add("index.html")
-    assert {p.page for p in problems} <= broken, [str(p) for p in problems if p.page not in broken]
+    broken |= {"index.html", page, "chapters/01-drl-basics.html"}
+    assert {p.page for p in new} <= broken, [str(p) for p in new if p.page not in broken]
+    lost = Counter(map(str, baseline)) - Counter(map(str, problems))
+    assert not [p for p in baseline if lost[str(p)] > 0 and p.page not in broken]
+    for kind, n in Counter(p.kind for p in new if p.page == page).items():
+        assert n == {"raw-table": 1, "raw-tex": 1, "low-res-figure": 1, "leak": 3}.get(kind), (kind, n)
