@@ -214,20 +214,14 @@ def _commit_text(git: Mapping[str, Any] | None) -> str:
     return text
 
 
-def _machine_text(info: Mapping[str, Any]) -> str:
-    gpus = info.get("gpus") or []
-    cores = info.get("cpu_affinity") or info.get("cpu_count")
-    text = f"{info.get('cpu_model') or 'unknown CPU'}, {cores} cores"
-    return text + (f", GPU {', '.join(gpus)}" if gpus else ", no GPU")
-
-
 def result_fields(result: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
     """The provenance of one :class:`meta_rl_lessons.results.Result` as a box entry."""
-    from meta_rl_lessons.results import train_command
+    from meta_rl_lessons.results import machine_summary, short_command, train_command
 
     prov, cfg = result.provenance, result.config
     try:
-        command = " ".join(train_command(prov))
+        # Without --out DIR: where the run was written is the build machine's business, not the reader's.
+        command = short_command(train_command(prov))
     except ValueError:
         command = "unknown"
     date = str(prov.get("end_time") or prov.get("start_time") or "unknown")[:10]
@@ -236,7 +230,7 @@ def result_fields(result: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
         ("budget", str(cfg.get("budget"))),
         ("seed", str(cfg.get("seed"))),
         ("commit", _commit_text(prov.get("git"))),
-        ("machine", _machine_text(prov)),
+        ("machine", machine_summary(prov)),
         ("finished", date),
     )
     return f"results/{result.name}", fields
@@ -277,13 +271,14 @@ class Chapter:
     def provenance(self, note: str = "") -> Provenance:
         """The box for the figures and tables this notebook computes when it runs: command, budget, commit
         and machine of the execution (no timings: how long a build took is not the chapter's content)."""
+        from meta_rl_lessons.results import machine_summary
         from meta_rl_lessons.runs import git_info, machine_info
 
         fields = (
             ("command", self.command),
             ("budget", self.budget),
             ("commit", _commit_text(git_info())),
-            ("machine", _machine_text(machine_info())),
+            ("machine", machine_summary(machine_info())),
         )
         default = ("Every figure and table on this page without a box of its own was computed by executing "
                    "this notebook top to bottom, with the seeds set in its cells.")

@@ -49,11 +49,13 @@ __all__ = [
     "index_table",
     "list_results",
     "load_result",
+    "machine_summary",
     "notebook_references",
     "params_from_json",
     "params_to_json",
     "rebuild_config",
     "results_dir",
+    "short_command",
     "train_command",
 ]
 
@@ -142,7 +144,7 @@ def train_command(provenance: Mapping[str, Any]) -> list[str]:
     return list(command)
 
 
-def _short_command(argv: Sequence[str]) -> str:
+def short_command(argv: Sequence[str]) -> str:
     """The command line without ``--out DIR`` and ``--no-progress`` (they change where and how the run was
     shown, not what it computed), shell-quoted."""
     import shlex
@@ -161,7 +163,7 @@ def _short_command(argv: Sequence[str]) -> str:
     return " ".join(keep)
 
 
-def _machine(prov: Mapping[str, Any]) -> str:
+def machine_summary(prov: Mapping[str, Any]) -> str:
     """``"<CPU model>, <n> cores, GPU <name>"`` (or ``no GPU``), from provenance."""
     cores = prov.get("cpu_affinity") or prov.get("cpu_count")
     cpu = prov.get("cpu_model") or "unknown CPU"
@@ -205,7 +207,7 @@ class Result:
     @property
     def machine(self) -> str:
         """``"<CPU model>, <n> cores, GPU <name>"`` or ``..., no GPU``."""
-        return _machine(self.provenance)
+        return machine_summary(self.provenance)
 
     def column(self, name: str) -> list[Any]:
         """One column of ``progress.csv``.
@@ -238,7 +240,7 @@ class Result:
         """One line for a figure caption: command, budget, seed, commit (short), machine, date."""
         prov, cfg = self.provenance, self.config
         try:
-            command = _short_command(train_command(prov))
+            command = short_command(train_command(prov))
         except ValueError:
             command = "unknown command"
         commit = (self.commit or "no git commit")[:7]
@@ -431,7 +433,7 @@ def index_table(root: str | os.PathLike | None = None) -> str:
     for name in list_results(root):
         r = load_result(name, root)
         try:
-            command = _short_command(train_command(r.provenance))
+            command = short_command(train_command(r.provenance))
         except ValueError as err:
             command = f"invalid: {err}"
         commit = (r.commit or "none")[:7] + ("+dirty" if (r.provenance.get("git") or {}).get("dirty") else "")

@@ -39,7 +39,8 @@ class _FakeResult:
     name = "maml-Navigation2D-book-s0"
     config = {"budget": "book", "seed": 0}
     provenance = {
-        "command": ["meta-rl", "train", "maml", "--env", "MetaRL/Navigation2D-v0", "--seed", "0"],
+        "command": ["meta-rl", "train", "maml", "--env", "MetaRL/Navigation2D-v0", "--seed", "0",
+                    "--out", "/somewhere/runs/nav-s0"],
         "git": {"commit": "0123456789abcdef", "dirty": True, "root": "/somewhere/checkout"},
         "cpu_model": "Some CPU", "cpu_count": 2, "gpus": [], "end_time": "2026-11-30T10:00:00Z",
     }
