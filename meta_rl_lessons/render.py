@@ -175,10 +175,13 @@ def render_episode(env: Any, act: Callable[[np.ndarray], np.ndarray], *, frame_s
                            "" if choice.frames else choice.note)
 
 
-def frame_strip(rows: Mapping[str, RenderedEpisode], *, width: float = 2.6, height: float = 1.9,
-                annotate: Callable[[RenderedEpisode, int], str] | None = None):
+def frame_strip(rows: Mapping[str, RenderedEpisode], *, width: float | None = None,
+                height: float | None = None, annotate: Callable[[RenderedEpisode, int], str] | None = None,
+                fontsize: float = 9):
     """A grid of frames: one row per labelled episode, one column per frame step. Returns the figure.
 
+    ``width`` and ``height`` are one frame's size in inches (default: the grid is 7.2 in wide, the book's
+    column, so its ``fontsize``-point titles show at that size; height 3/4 of the width).
     ``annotate(episode, column)`` gives each frame's title (default: the step number). Where the episodes
     have no frames (no OpenGL backend), the figure shows their note instead.
     """
@@ -187,9 +190,11 @@ def frame_strip(rows: Mapping[str, RenderedEpisode], *, width: float = 2.6, heig
     if not rows:
         raise ValueError("frame_strip needs at least one episode")
     notes = [e.note for e in rows.values() if e.note and not e.frames]
+    ncols = max(max(len(e.frames) for e in rows.values()), 1)
+    width = width if width is not None else 7.2 / ncols
+    height = height if height is not None else 0.75 * width
     if notes:
-        return _note_figure(notes[0], width * 4)
-    ncols = max(len(e.frames) for e in rows.values())
+        return _note_figure(notes[0], width * max(ncols, 4))
     fig, axes = plt.subplots(len(rows), ncols, figsize=(width * ncols, height * len(rows)), squeeze=False)
     for r, (label, episode) in enumerate(rows.items()):
         for c in range(ncols):
@@ -199,9 +204,9 @@ def frame_strip(rows: Mapping[str, RenderedEpisode], *, width: float = 2.6, heig
                 continue
             ax.imshow(episode.frames[c])
             title = annotate(episode, c) if annotate else f"step {episode.frame_steps[c]}"
-            ax.set_title(title, fontsize=8)
+            ax.set_title(title, fontsize=fontsize)
         axes[r, 0].text(-0.04, 0.5, label, transform=axes[r, 0].transAxes, ha="right", va="center",
-                        fontsize=9, rotation=90)
+                        fontsize=fontsize, rotation=90)
     fig.tight_layout()
     return fig
 
@@ -222,7 +227,7 @@ def info_title(key: str, label: str | None = None, unit: str = "") -> Callable[[
 
 
 def frame_row(frames: Sequence[np.ndarray | None], titles: Sequence[str] | None = None, *,
-              width: float = 3.0, height: float = 2.8, fontsize: float = 8):
+              width: float = 3.0, height: float = 2.8, fontsize: float = 9):
     """Frames side by side, each with its title (e.g. from :func:`render_frame`); returns the figure.
 
     If any frame is ``None`` (no OpenGL backend works here), the figure shows the note saying what to
@@ -253,10 +258,10 @@ def _note_figure(note: str, width: float):
 
     import matplotlib.pyplot as plt
 
-    chars = max(40, int(width * 11))  # about 11 characters of 9-point text per inch
+    chars = max(40, int(width * 10))  # about 10 characters of 10-point text per inch
     text = "\n".join(textwrap.wrap(note, chars))
     fig, ax = plt.subplots(figsize=(width, 0.35 + 0.2 * (text.count("\n") + 1)))
     ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, transform=ax.transAxes,
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, transform=ax.transAxes,
             bbox={"boxstyle": "round", "facecolor": "#fff3cd", "edgecolor": "#b58900"})
     return fig
