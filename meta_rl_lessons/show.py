@@ -12,8 +12,10 @@ came from; anywhere else (a terminal, ``print``, a plain-text doctest) it is the
 from __future__ import annotations
 
 import ast
+import functools
 import html
 import inspect
+import json
 import re
 import textwrap
 from dataclasses import dataclass
@@ -110,10 +112,66 @@ def split_docstring(source: str, first_line: int) -> tuple[str, list[tuple[str, 
     return inspect.cleandoc(expr.value.value), [(text, line) for text, line in pieces if text]
 
 
+#: A labelled display: a ```{math} block whose options name a label, or ``$$ ... $$ (label)``.
+_EQ_LABELS = re.compile(r"^[ \t]*(?:`{3,}|:{3,})\{math\}[ \t]*\n(?:[ \t]*:\w+:.*\n)*?[ \t]*:label:[ \t]*(\S+)"
+                        r"|\$\$[ \t]*\(([^)\s]+)\)[ \t]*$", re.MULTILINE)
+#: ``eq. gae``, ``(eq. ``maml-inner``)``, ``eqs. a, b``: a docstring citing the chapters' equations by label.
+_ONE_LABEL = re.compile(r"(?:``)?[a-z0-9][\w-]*(?:``)?")
+_EQ_REF = re.compile(r"\b(eqs?\.) ((?:``)?[a-z0-9][\w-]*(?:``)?(?:,\s*(?:``)?[a-z0-9][\w-]*(?:``)?)*)")
+
+
+@functools.lru_cache(maxsize=1)
+def equation_numbers() -> dict[str, tuple[str, str]]:
+    """``label -> (page, number)`` for the labelled equations of the chapters, numbered as the book numbers
+    them: ``chapter.k``, the chapter's place among the numbered parts of ``_toc.yml`` and ``k`` counting its
+    labelled displays in order (e.g. ``"gae" -> ("chapters/01-drl-basics", "1.9")``). Empty outside a checkout
+    of the book (an installed wheel has no chapters) or without PyYAML.
+    """
+    root = _PACKAGE_ROOT.parent
+    try:
+        import yaml
+
+        toc = yaml.safe_load((root / "_toc.yml").read_text())
+    except (ImportError, OSError):
+        return {}
+    numbers: dict[str, tuple[str, str]] = {}
+    chapter = 0
+    for part in toc.get("parts", []):
+        for entry in part.get("chapters", []):
+            page = entry["file"]
+            chapter += 1 if part.get("numbered") else 0
+            path = root / f"{page}.ipynb"
+            if not path.is_file():
+                continue
+            cells = json.loads(path.read_text())["cells"]
+            text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+            for k, match in enumerate(_EQ_LABELS.finditer(text), start=1):
+                label = match.group(1) or match.group(2)
+                numbers.setdefault(label, (page, f"{chapter}.{k}" if part.get("numbered") else str(k)))
+    return numbers
+
+
+def _equation_links(text: str) -> str:
+    """Labels of equations cited in ``text`` replaced by their numbers, linked to the equation's page."""
+    numbers = equation_numbers()
+
+    def link(match: re.Match) -> str:
+        label = match.group(0).strip("`")
+        if label not in numbers:
+            return match.group(0)  # not a chapter's label: left as written
+        page, number = numbers[label]
+        return f'<a href="../{page}.html#equation-{label}">{number}</a>'
+
+    def cite(match: re.Match) -> str:
+        return f"{match.group(1)} {_ONE_LABEL.sub(link, match.group(2))}"
+
+    return _EQ_REF.sub(cite, text)
+
+
 def _inline(text: str) -> str:
     """Escape one paragraph and render its reST inline markup: math as MathJax ``\\(...\\)``, roles and
     double back-quotes as code, ``*emphasis*`` and ``**strong**``."""
-    text = html.escape(text, quote=False)
+    text = _equation_links(html.escape(text, quote=False))
     text = _MATH.sub(lambda m: f"\\({m.group(1)}\\)", text)
     text = _ROLE.sub(lambda m: f"<code>{m.group(1)}</code>", text)
     text = re.sub(r"``([^`]+)``", r"<code>\1</code>", text)

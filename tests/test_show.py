@@ -1,10 +1,13 @@
 import inspect
+from pathlib import Path
 
 import pytest
 
 from meta_rl_lessons import budget
 from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.show import SourceListing, show_source
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_function_source_and_location():
@@ -82,3 +85,26 @@ def test_object_without_docstring_is_listed_whole():
     from meta_rl_lessons.show import split_docstring
 
     assert split_docstring("def f():\n    return 1\n", 5) == ("", [("def f():\n    return 1\n", 5)])
+
+
+def test_docstrings_cite_equations_by_the_numbers_the_book_shows():
+    # show.equation_numbers and tools/math_widths.py number the chapters' equations independently (the
+    # latter parses every display as Sphinx sees it); they must agree on every label.
+    import math_widths
+
+    from meta_rl_lessons.show import _equation_links, equation_numbers
+
+    numbers = equation_numbers()
+    assert numbers["return"] == ("chapters/01-drl-basics", "1.1")
+    chapters = math_widths.chapter_numbers()
+    seen = 0
+    for page in [*chapters, "chapters/A1-task-families"]:  # the numbered chapters and an unnumbered one
+        for eq in math_widths.equations_of(ROOT / f"{page}.ipynb", chapters):
+            if eq.label:
+                assert numbers[eq.label] == (page, eq.number.strip("()")), eq.label
+                seen += 1
+    assert seen == len(numbers) > 50
+    page, number = numbers["gae"]
+    assert _equation_links("(eq. gae)") == f'(eq. <a href="../{page}.html#equation-gae">{number}</a>)'
+    assert _equation_links("eq. ``gae``, eq. unknown-label") .startswith("eq. <a ")
+    assert _equation_links("eq. unknown-label") == "eq. unknown-label"  # not a chapter's label: left alone
