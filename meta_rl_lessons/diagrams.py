@@ -347,12 +347,12 @@ def maml_trpo_iteration() -> Figure:
     # 6. backtracking line search
     ly = 1.3
     group(0.05, ly - 0.72, 6.6, 1.57, "backtracking line search", ly - 0.58)
-    _, cand_top = step(ly, 1.7, ["candidate", r"$\theta_c = \theta + c^j \Delta$"], search_fc, x=0.95, h=0.68)
-    step(ly, 1.85, [r"re-adapt: $\theta'_k(\theta_c)$", r"from the same $\mathcal{D}_k$"], search_fc, x=2.85,
+    _, cand_top = step(ly, 1.7, ["candidate", r"$\tilde\theta = \theta + 0.8^{j}\,\Delta$"], search_fc, x=0.95, h=0.68)
+    step(ly, 1.85, [r"re-adapt: $\theta'_k(\tilde\theta)$", r"from the same $\mathcal{D}_k$"], search_fc, x=2.85,
          h=0.68)
     dx, dw, dh = 5.25, 2.5, 0.9
     _diamond(ax, dx, ly, dw, dh, fc=search_fc)
-    _text(ax, dx, ly + 0.12, r"$L(\theta_c) > L(\theta)$ and")
+    _text(ax, dx, ly + 0.12, r"$L(\tilde\theta) > L(\theta)$ and")
     _text(ax, dx, ly - 0.13, r"mean KL $\bar D \leq \delta$ ?")
     _arrow(ax, (1.8, ly), (1.925, ly))
     _arrow(ax, (3.775, ly), (dx - dw / 2, ly))
@@ -360,10 +360,10 @@ def maml_trpo_iteration() -> Figure:
     # "no": shrink and try again
     _poly_arrow(ax, [(dx, ly + dh / 2), (dx, ly + 0.55), (1.3, ly + 0.55), (1.3, cand_top)], color=VERMILLION,
                 lw=1.5)
-    _text(ax, 3.3, ly + 0.6, r"no: $j \leftarrow j + 1$ (shrink by $c = 0.8$; after 15 tries, keep $\theta$)",
+    _text(ax, 3.3, ly + 0.6, r"no: $j \leftarrow j + 1$ (shrink the step by 0.8; after 15 tries, keep $\theta$)",
           color=VERMILLION, va="bottom")
     # "yes": update
-    step(0.25, 1.7, [r"$\theta \leftarrow \theta_c$"], _tint(GREEN, 0.45), x=dx, h=0.38)
+    step(0.25, 1.7, [r"$\theta \leftarrow \tilde\theta$"], _tint(GREEN, 0.45), x=dx, h=0.38)
     _arrow(ax, (dx, ly - dh / 2), (dx, 0.44), color=GREEN, lw=1.6)
     _text(ax, dx + 0.1, 0.6, "yes", color=GREEN, ha="left", va="center", weight="bold")
     # next meta-iteration
