@@ -35,7 +35,8 @@ import os
 import subprocess
 import sys
 
-REPOSITORY = "{url}"  # written from _config.yml by tools/launch_cell.py
+# The repository and branch are written here from _config.yml by tools/launch_cell.py.
+REPOSITORY = "{url}"
 BRANCH = "{branch}"
 if importlib.util.find_spec("meta_rl_lessons") is None:
     if os.path.isdir(os.path.join("..", "meta_rl_lessons")):  # Binder: this notebook is inside the checkout
