@@ -47,6 +47,9 @@ $(STAMP): pyproject.toml setup.py environment.yml tools/pins.py
 book: system-book  ## execute every chapter at the `book` budget (cached) and build the HTML into _build/html
 	$(PY) tools/book_cache.py _build
 	rm -rf _build/html _build/.doctrees  # no stale pages from removed chapters; execution stays cached
+	# The chapters run single-threaded: execute them JOBS at a time into the build's cache first.
+	META_RL_BUDGET=$${META_RL_BUDGET:-book} $(PY) tools/execute_parallel.py --cache _build/.jupyter_cache \
+		--jobs $(JOBS) chapters/*.ipynb
 	META_RL_BUDGET=$${META_RL_BUDGET:-book} $(VENV)/bin/jupyter-book build . $(JB_FLAGS)
 	@echo "Built: _build/html/index.html"
 
@@ -62,6 +65,8 @@ notebooks-clean: $(STAMP)  ## fail if a committed notebook carries outputs
 book-smoke: system-book  ## build the book at the smoke budget into _build/test (what make test checks)
 	$(PY) tools/book_cache.py $(BUILD_TEST)/_build
 	rm -rf $(BUILD_TEST)/_build/html $(BUILD_TEST)/_build/.doctrees
+	META_RL_BUDGET=smoke $(PY) tools/execute_parallel.py --cache $(BUILD_TEST)/_build/.jupyter_cache \
+		--jobs $(JOBS) chapters/*.ipynb
 	META_RL_BUDGET=smoke $(VENV)/bin/jupyter-book build . --path-output $(BUILD_TEST) $(JB_FLAGS)
 
 test: system-test lint notebooks-clean book-smoke  ## ruff, no-outputs check, smoke book build, then one pytest run: unit tests, nbval, browser check

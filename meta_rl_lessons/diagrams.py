@@ -347,9 +347,10 @@ def maml_trpo_iteration() -> Figure:
     # 6. backtracking line search
     ly = 1.3
     group(0.05, ly - 0.72, 6.6, 1.57, "backtracking line search", ly - 0.58)
-    _, cand_top = step(ly, 1.7, ["candidate", r"$\tilde\theta = \theta + 0.8^{j}\,\Delta$"], search_fc, x=0.95, h=0.68)
-    step(ly, 1.85, [r"re-adapt: $\theta'_k(\tilde\theta)$", r"from the same $\mathcal{D}_k$"], search_fc, x=2.85,
-         h=0.68)
+    candidate = ["candidate", r"$\tilde\theta = \theta + 0.8^{j}\,\Delta$"]
+    _, cand_top = step(ly, 1.7, candidate, search_fc, x=0.95, h=0.68)
+    readapt = [r"re-adapt: $\theta'_k(\tilde\theta)$", r"from the same $\mathcal{D}_k$"]
+    step(ly, 1.85, readapt, search_fc, x=2.85, h=0.68)
     dx, dw, dh = 5.25, 2.5, 0.9
     _diamond(ax, dx, ly, dw, dh, fc=search_fc)
     _text(ax, dx, ly + 0.12, r"$L(\tilde\theta) > L(\theta)$ and")
@@ -360,7 +361,8 @@ def maml_trpo_iteration() -> Figure:
     # "no": shrink and try again
     _poly_arrow(ax, [(dx, ly + dh / 2), (dx, ly + 0.55), (1.3, ly + 0.55), (1.3, cand_top)], color=VERMILLION,
                 lw=1.5)
-    _text(ax, 3.3, ly + 0.6, r"no: $j \leftarrow j + 1$ (shrink the step by 0.8; after 15 tries, keep $\theta$)",
+    _text(ax, 3.3, ly + 0.6,
+          r"no: $j \leftarrow j + 1$ (shrink the step by 0.8; after 15 tries, keep $\theta$)",
           color=VERMILLION, va="bottom")
     # "yes": update
     step(0.25, 1.7, [r"$\theta \leftarrow \tilde\theta$"], _tint(GREEN, 0.45), x=dx, h=0.38)
