@@ -14,6 +14,7 @@ import platform
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["Check", "all_required_ok", "checks", "chromium_fix", "chromium_path", "format_markdown",
            "format_text"]
@@ -76,6 +77,19 @@ def _ids_without_import() -> bool:
         return False
 
 
+def _short_path(path: str) -> str:
+    """``path`` relative to the checkout when inside it (``.venv/bin/python``), under ``~`` when in the home
+    folder: the report then reads the same on every machine, and the book shows no build-machine path."""
+    full = Path(path).absolute()
+    checkout = Path(__file__).resolve().parent.parent
+    for base, shown in ((checkout, ""), (Path.home(), "~/")):
+        try:
+            return shown + full.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(full)
+
+
 def checks() -> list[Check]:
     """Inspect this machine; one :class:`Check` per piece, in the order of the report.
 
@@ -86,8 +100,9 @@ def checks() -> list[Check]:
 
     rows: list[Check] = []
     py = platform.python_version()
-    rows.append(Check("Python", OK if sys.version_info >= (3, 10) else MISSING, f"{py} ({sys.executable})",
-                      "" if sys.version_info >= (3, 10) else "Python 3.10 or newer"))
+    recent = sys.version_info >= (3, 10)
+    rows.append(Check("Python", OK if recent else MISSING, f"{py} ({_short_path(sys.executable)})",
+                      "" if recent else "Python 3.10 or newer"))
     rows.append(Check("meta_rl_lessons", OK, __version__))
 
     try:
