@@ -130,7 +130,7 @@ class CheckReport:
         rows = ["| | case | max abs error | max rel error | diagnosis |", "|---|---|---|---|---|"]
         for c in self.cases:
             cells = [
-                "✅" if c.passed else "❌",
+                "✓" if c.passed else "✗ failed",  # text symbols: emoji need a font many machines lack
                 c.description,
                 _fmt(c.max_abs_error),
                 _fmt(c.max_rel_error),
