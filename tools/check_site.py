@@ -55,7 +55,6 @@ import argparse
 import contextlib
 import functools
 import http.server
-import os
 import re
 import sys
 import threading
@@ -492,7 +491,11 @@ def reader_problems(name: str, seen: dict, diagrams: Iterable[str] = (),
 
 
 def chromium_path() -> str:
-    path = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    """The Chromium that ``meta-rl doctor`` and ``make setup`` look for (one rule, in meta_rl_lessons.doctor);
+    raises FileNotFoundError saying how to get it when it is missing."""
+    from meta_rl_lessons.doctor import chromium_path as expected_chromium
+
+    path = expected_chromium()
     if not Path(path).exists():
         raise FileNotFoundError(
             f"Chromium not found at {path!r}: install Debian's package (apt-get install -y chromium) "
