@@ -18,16 +18,18 @@ family                 task                        environments
 ``BernoulliBandit``    :class:`BanditTask`         gymnasium, batched torch
 ``TabularMDP``         :class:`MDPTask`            gymnasium, batched torch
 ``Navigation2D``       :class:`NavigationTask`     gymnasium, batched torch
-``HalfCheetahVel``     :class:`VelocityTask`       gymnasium (MuJoCo v5), batched MuJoCo
-``HalfCheetahDir``     :class:`DirectionTask`      gymnasium (MuJoCo v5), batched MuJoCo
-``AntVel``             :class:`VelocityTask`       gymnasium (MuJoCo v5), batched MuJoCo
-``AntDir``             :class:`DirectionTask`      gymnasium (MuJoCo v5), batched MuJoCo
-``AntGoal``            :class:`GoalTask`           gymnasium (MuJoCo v5), batched MuJoCo
+``HalfCheetahVel``     :class:`VelocityTask`       gymnasium (MuJoCo v5), batched MuJoCo or MuJoCo Warp
+``HalfCheetahDir``     :class:`DirectionTask`      gymnasium (MuJoCo v5), batched MuJoCo or MuJoCo Warp
+``AntVel``             :class:`VelocityTask`       gymnasium (MuJoCo v5), batched MuJoCo or MuJoCo Warp
+``AntDir``             :class:`DirectionTask`      gymnasium (MuJoCo v5), batched MuJoCo or MuJoCo Warp
+``AntGoal``            :class:`GoalTask`           gymnasium (MuJoCo v5), batched MuJoCo or MuJoCo Warp
 ``Inventory``          :class:`InventoryTask`      gymnasium, batched torch
 =====================  ==========================  ====================================================
 
 :class:`MetaBatchSampler` collects whole episodes for many tasks at once into one ``EpisodeBatch`` with
-``B = (num_tasks, num_episodes)``; :class:`RL2Wrapper` / :class:`RL2BatchedEnv` build RL² trials.
+``B = (num_tasks, num_episodes)``; :class:`RL2Wrapper` / :class:`RL2BatchedEnv` build RL² trials. The
+MuJoCo families' batched envs step C MuJoCo on the CPU (``physics="mujoco"``, the default) or MuJoCo Warp
+on the sampler's device (``make_family("HalfCheetahDir", physics="warp")``, the ``[warp]`` extra).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ from .tabular_mdp import (
     optimal_value,
     random_policy_value,
 )
+from .warp_batched import WarpBatchedEnv, warp_available, warp_devices
 
 #: Family classes by name (the ``<Name>`` of ``MetaRL/<Name>-v0``).
 FAMILIES: dict[str, type[TaskFamily]] = {
@@ -98,7 +101,8 @@ __all__ = [
     "random_policy_value", "NavigationTask", "Navigation2DFamily", "Navigation2DEnv", "BatchedNavigation2D",
     "VelocityTask", "DirectionTask", "GoalTask", "HalfCheetahVelFamily", "HalfCheetahDirFamily",
     "AntVelFamily", "AntDirFamily", "AntGoalFamily", "HalfCheetahVelEnv", "HalfCheetahDirEnv", "AntVelEnv",
-    "AntDirEnv", "AntGoalEnv", "BatchedMujocoEnv", "MetaBatchSampler", "sample_episodes", "RL2Wrapper",
+    "AntDirEnv", "AntGoalEnv", "BatchedMujocoEnv", "WarpBatchedEnv", "warp_available", "warp_devices",
+    "MetaBatchSampler", "sample_episodes", "RL2Wrapper",
     "RL2BatchedEnv",
 ]
 __all__ += ["InventoryTask", "InventoryFamily", "InventoryEnv", "BatchedInventory"]

@@ -63,16 +63,18 @@ class GoalTask:
 
 
 # ---------------------------------------------------------------------------------------------- rewards
-# Vectorised over N copies: the gymnasium envs call them with N = 1, the batched MuJoCo env with N copies,
-# so both share one definition. Shapes: xy_velocity [N, 2], xy [N, 2], action [N, nu], contact [N, nb, 6],
-# param [N] (target velocity or direction) or [N, 2] (goal).
+# Vectorised over N copies: the gymnasium envs call them with N = 1, the batched MuJoCo env with N copies
+# and the Warp env with N worlds (torch tensors), so all share one definition. Shapes: xy_velocity [N, 2],
+# xy [N, 2], action [N, nu], contact [N, nb, 6], param [N] (velocity or direction) or [N, 2] (goal).
 
-def _sq(x: np.ndarray) -> np.ndarray:
-    return np.square(x).reshape(len(x), -1).sum(axis=1)
+# Written with operators and methods that NumPy arrays and torch tensors share (abs, *, .clip, .sum), so the
+# Warp backend (torch tensors on the device) computes its rewards with these same functions.
+def _sq(x):
+    return (x * x).reshape(len(x), -1).sum(1)
 
 
 def cheetah_vel_reward(xy_velocity, xy, action, contact, param):
-    forward = -np.abs(xy_velocity[:, 0] - param)
+    forward = -abs(xy_velocity[:, 0] - param)
     ctrl = 0.05 * _sq(action)
     return forward - ctrl, {"reward_forward": forward, "reward_ctrl": -ctrl}
 
@@ -84,11 +86,11 @@ def cheetah_dir_reward(xy_velocity, xy, action, contact, param):
 
 
 def _ant_costs(action, contact, ctrl_weight):
-    return ctrl_weight * _sq(action), 0.5e-3 * _sq(np.clip(contact, -1.0, 1.0))
+    return ctrl_weight * _sq(action), 0.5e-3 * _sq(contact.clip(-1.0, 1.0))
 
 
 def ant_vel_reward(xy_velocity, xy, action, contact, param):
-    forward = -np.abs(xy_velocity[:, 0] - param) + 1.0
+    forward = -abs(xy_velocity[:, 0] - param) + 1.0
     ctrl, cont = _ant_costs(action, contact, 0.5e-2)
     return forward + 0.05 - ctrl - cont, {"reward_forward": forward, "reward_ctrl": -ctrl,
                                           "reward_contact": -cont}
@@ -102,21 +104,36 @@ def ant_dir_reward(xy_velocity, xy, action, contact, param):
 
 
 def ant_goal_reward(xy_velocity, xy, action, contact, param):
-    goal = -np.abs(xy - param).sum(axis=1)
+    goal = -abs(xy - param).sum(1)
     ctrl, cont = _ant_costs(action, contact, 0.1)
     return goal - ctrl - cont, {"reward_goal": goal, "reward_ctrl": -ctrl, "reward_contact": -cont}
 
 
 # ---------------------------------------------------------------------------------------------- families
+#: The physics backends of the batched locomotion envs (the ``physics`` argument of the families).
+PHYSICS: tuple[str, ...] = ("mujoco", "warp")
+
+
 class LocomotionFamily(TaskFamily):
-    """Common parts of the MuJoCo families. Subclasses set ``env_class`` and the task distribution."""
+    """Common parts of the MuJoCo families. Subclasses set ``env_class`` and the task distribution.
+
+    Args:
+        horizon: steps per episode.
+        physics: backend of :meth:`make_batched` (what the meta-batch sampler steps): ``"mujoco"``, C MuJoCo
+            on the CPU (:class:`~meta_rl_lessons.envs.mujoco_batched.BatchedMujocoEnv`), or ``"warp"``,
+            MuJoCo Warp on the sampler's device (:class:`~meta_rl_lessons.envs.warp_batched.WarpBatchedEnv`;
+            needs the ``[warp]`` extra). The gymnasium env of :meth:`make_env` is C MuJoCo either way.
+    """
 
     env_class: ClassVar[type]
 
-    def __init__(self, horizon: int = 200) -> None:
+    def __init__(self, horizon: int = 200, physics: str = "mujoco") -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1, got {horizon}")
+        if physics not in PHYSICS:
+            raise ValueError(f"{self.name}: physics={physics!r} is not allowed; use one of {PHYSICS}")
         self.horizon = int(horizon)
+        self.physics = physics
 
     def task_params(self, tasks) -> np.ndarray:  # pragma: no cover - abstract
         """The task parameters as an array ``[n]`` or ``[n, 2]`` for the vectorised reward."""
@@ -127,6 +144,14 @@ class LocomotionFamily(TaskFamily):
         return self.env_class(family=self, **kwargs)
 
     def make_batched(self, num_tasks: int, num_envs: int, **kwargs: Any):
+        """The batched env of :attr:`physics` with ``num_tasks x num_envs`` copies (``kwargs``: its
+        arguments; the Warp env takes ``device``, the C-MuJoCo env ``num_workers`` and ``num_threads``)."""
+        if self.physics == "warp":
+            from .warp_batched import WarpBatchedEnv
+
+            kwargs.pop("num_workers", None)  # process and thread options of the C path; Warp batches worlds
+            kwargs.pop("num_threads", None)
+            return WarpBatchedEnv(self, num_tasks, num_envs, **kwargs)
         from .mujoco_batched import BatchedMujocoEnv
 
         return BatchedMujocoEnv(self, num_tasks, num_envs, **kwargs)
@@ -136,8 +161,9 @@ class _VelocityFamily(LocomotionFamily):
     task_type = VelocityTask
     default_range: ClassVar[tuple[float, float]]
 
-    def __init__(self, velocity_range: tuple[float, float] | None = None, horizon: int = 200) -> None:
-        super().__init__(horizon)
+    def __init__(self, velocity_range: tuple[float, float] | None = None, horizon: int = 200,
+                 physics: str = "mujoco") -> None:
+        super().__init__(horizon, physics)
         lo, hi = velocity_range if velocity_range is not None else self.default_range
         if not lo < hi:
             raise ValueError(f"velocity_range must be (low, high) with low < high, got {velocity_range}")
@@ -197,8 +223,8 @@ class AntGoalFamily(LocomotionFamily):
     name = "AntGoal"
     task_type = GoalTask
 
-    def __init__(self, radius: float = 3.0, horizon: int = 200) -> None:
-        super().__init__(horizon)
+    def __init__(self, radius: float = 3.0, horizon: int = 200, physics: str = "mujoco") -> None:
+        super().__init__(horizon, physics)
         if radius <= 0:
             raise ValueError(f"radius must be > 0, got {radius}")
         self.radius = float(radius)

@@ -50,6 +50,35 @@ from .base import as_generator
 from .locomotion import LocomotionFamily, _AntBase
 
 
+# ---------------------------------------------------------------------------------------------- shared
+# Observations and termination from batched state arrays, written with what NumPy arrays and torch tensors
+# share, so this env (NumPy, float64) and the Warp env (torch on the device) compute them the same way.
+def observation_parts(env: Any, qpos: Any, qvel: Any, contact: Any | None) -> list[Any]:
+    """The pieces of gymnasium's observation for ``N`` copies: ``qpos [N, nq - skipped]``, ``qvel [N, nv]``
+    and, for the Ant, the clipped contact forces of the bodies but the world ``[N, (nbody - 1) * 6]``.
+
+    Args:
+        env: the family's gymnasium env (its observation options); qpos ``[N, nq]``, qvel ``[N, nv]``,
+            contact ``[N, nbody, 6]`` or ``None`` (HalfCheetah): arrays or tensors.
+    """
+    skip = env.observation_structure["skipped_qpos"]
+    parts = [qpos[:, skip:], qvel]
+    if contact is not None and env._include_cfrc_ext_in_observation:
+        lo, hi = env._contact_force_range
+        parts.append(contact[:, 1:].clip(lo, hi).reshape(len(qpos), -1))
+    return parts
+
+
+def unhealthy(env: Any, qpos: Any, qvel: Any, isfinite: Any) -> Any | None:
+    """Gymnasium Ant's termination ``[N]`` bool (non-finite state, or torso height outside the healthy
+    range), or ``None`` when ``env`` never terminates; ``isfinite``: ``np.isfinite`` or ``torch.isfinite``."""
+    if not getattr(env, "_terminate_when_unhealthy", False):
+        return None
+    lo, hi = env._healthy_z_range
+    z = qpos[:, 2]
+    return ~(isfinite(qpos).all(1) & isfinite(qvel).all(1) & (z >= lo) & (z <= hi))
+
+
 # ---------------------------------------------------------------------------------------------- buffers
 def _buffer_shapes(n: int, model: mujoco.MjModel, is_ant: bool) -> dict[str, tuple[int, ...]]:
     """Arrays shared by the driver and the physics (threads or worker processes), all float64."""
@@ -362,13 +391,7 @@ class BatchedMujocoEnv:
 
     # ------------------------------------------------------------------ observations
     def _obs(self) -> np.ndarray:
-        env = self.template
-        skip = env.observation_structure["skipped_qpos"]
-        parts = [self.qpos[:, skip:], self.qvel]
-        if self.is_ant and env._include_cfrc_ext_in_observation:
-            lo, hi = env._contact_force_range
-            parts.append(np.clip(self.contact[:, 1:], lo, hi).reshape(self.n, -1))
-        return np.concatenate(parts, axis=1)
+        return np.concatenate(observation_parts(self.template, self.qpos, self.qvel, self.contact), axis=1)
 
     def _to_torch(self, x: np.ndarray, tail: tuple[int, ...] = ()) -> Tensor:
         return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(*self.batch_shape, *tail)
@@ -414,13 +437,8 @@ class BatchedMujocoEnv:
             xy_velocity[:, 1] = 0.0
         pos = self.xy if self.is_ant else self.qpos[:, :2]
         reward, terms = self.reward_fn(xy_velocity, pos, actions, self.contact, self.params)
-        env = self.template
-        if self.is_ant and env._terminate_when_unhealthy:
-            lo, hi = env._healthy_z_range
-            z = self.qpos[:, 2]
-            healthy = np.isfinite(self.qpos).all(1) & np.isfinite(self.qvel).all(1) & (z >= lo) & (z <= hi)
-            terminated = ~healthy
-        else:
+        terminated = unhealthy(self.template, self.qpos, self.qvel, np.isfinite) if self.is_ant else None
+        if terminated is None:
             terminated = np.zeros(self.n, dtype=bool)
         self.steps += 1
         truncated = self.steps >= self.max_episode_steps

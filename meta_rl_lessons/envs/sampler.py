@@ -8,7 +8,9 @@
   device (CPU or GPU);
 * MuJoCo families step :class:`~meta_rl_lessons.envs.mujoco_batched.BatchedMujocoEnv`: one ``MjData`` per
   copy, split over worker processes (or stepped in this process for small batches); the module docstring
-  there gives the measurements behind this choice.
+  there gives the measurements behind this choice. With the family's ``physics="warp"`` they step
+  :class:`~meta_rl_lessons.envs.warp_batched.WarpBatchedEnv` instead: all copies as MuJoCo Warp worlds on
+  the sampler's device (a GPU), observations and rewards computed there.
 
 At every step the policy is called **once** for all ``num_tasks x num_episodes`` observations
 ``[K, E, obs_dim]``: ``policy(obs)`` with shared parameters, or ``policy.per_task(obs, params)`` with
@@ -150,7 +152,8 @@ class MetaBatchSampler:
         family: the task family (e.g. ``Navigation2DFamily()``, ``HalfCheetahVelFamily()``).
         num_tasks: ``K``, tasks per meta-batch.
         num_episodes: ``E``, episodes per task.
-        device: where the torch batched env runs (cheap families); MuJoCo always steps on the CPU.
+        device: where the torch batched env runs (cheap families, and MuJoCo families with
+            ``physics="warp"``); C MuJoCo (``physics="mujoco"``) always steps on the CPU.
         seed: seed of the environments' randomness (reset noise, stochastic rewards/transitions).
         num_workers: physics worker processes for MuJoCo families (``0``: step in this process; ``None``:
             one per core for meta-batches of at least 64 episodes on a multi-core machine).
@@ -164,7 +167,9 @@ class MetaBatchSampler:
         from .locomotion import LocomotionFamily
 
         self.family = family
-        if isinstance(family, LocomotionFamily):
+        if isinstance(family, LocomotionFamily) and family.physics == "warp":  # worlds on `device`
+            self.env = family.make_batched(num_tasks, num_episodes, device=device, seed=seed, **env_kwargs)
+        elif isinstance(family, LocomotionFamily):
             self.env = family.make_batched(num_tasks, num_episodes, num_workers=num_workers,
                                            num_threads=num_threads, seed=seed, **env_kwargs)
         else:
