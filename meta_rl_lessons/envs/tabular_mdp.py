@@ -10,6 +10,10 @@ and each step pays a Gaussian reward with unit variance:
 
 .. math:: r_t \sim \mathcal{N}\big(\mu(s_t, a_t),\, 1\big), \qquad s_{t+1} \sim P(\cdot \mid s_t, a_t).
 
+With ``reward_noise="bernoulli"`` a step instead pays 1 with probability :math:`\mu(s_t, a_t)` and 0 otherwise
+(means drawn uniformly on [0, 1]): a reward with finitely many values, so that every batch of a small MDP can
+be enumerated (the exact meta-gradients of :mod:`meta_rl_lessons.maml.exact`).
+
 Every episode starts in state 0 and lasts ``episode_length = 10`` steps (truncated, never terminated); a
 trial is ``n`` episodes on one MDP (:class:`~meta_rl_lessons.envs.rl2.RL2Wrapper`). Observations are the
 one-hot state, shape ``(S,)``. :func:`optimal_value` solves a task exactly by finite-horizon value iteration,
@@ -30,6 +34,9 @@ from torch import Tensor
 
 from .base import MetaEnvMixin, TaskFamily
 from .batched import BatchedEnv
+
+#: Reward distributions of :class:`TabularMDPFamily` around the means :math:`\mu(s, a)`.
+REWARD_NOISE: tuple[str, ...] = ("gaussian", "bernoulli")
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,22 +70,29 @@ class TabularMDPFamily(TaskFamily):
     name = "TabularMDP"
     task_type = MDPTask
 
-    def __init__(self, num_states: int = 10, num_actions: int = 5, episode_length: int = 10) -> None:
+    def __init__(self, num_states: int = 10, num_actions: int = 5, episode_length: int = 10,
+                 reward_noise: str = "gaussian") -> None:
         if num_states < 2 or num_actions < 2 or episode_length < 1:
             raise ValueError(f"need num_states >= 2, num_actions >= 2, episode_length >= 1; got "
                              f"{num_states}, {num_actions}, {episode_length}")
+        if reward_noise not in REWARD_NOISE:
+            raise ValueError(f"unknown reward_noise {reward_noise!r}; allowed: {', '.join(REWARD_NOISE)}")
         self.num_states, self.num_actions = int(num_states), int(num_actions)
         self.episode_length = int(episode_length)
+        self.reward_noise = reward_noise
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[MDPTask]:
         S, A = self.num_states, self.num_actions
         P = rng.dirichlet(np.ones(S), size=(n, S, A))
-        mu = rng.normal(1.0, 1.0, size=(n, S, A))
+        if self.reward_noise == "bernoulli":
+            mu = rng.uniform(0.0, 1.0, size=(n, S, A))
+        else:
+            mu = rng.normal(1.0, 1.0, size=(n, S, A))
         return [MDPTask(P[i], mu[i]) for i in range(n)]
 
     def split_coordinates(self, tasks):
         mu = np.array([t.reward_means[0, :2] for t in tasks], dtype=np.float64)
-        return _normal_cdf(mu - 1.0)
+        return mu if self.reward_noise == "bernoulli" else _normal_cdf(mu - 1.0)
 
     def _check(self, task: MDPTask) -> None:
         S, A = self.num_states, self.num_actions
@@ -94,9 +108,14 @@ class TabularMDPFamily(TaskFamily):
                              f"[{P.sum(-1).min()}, {P.sum(-1).max()}]")
         if not np.all(np.isfinite(task.reward_means)):
             raise ValueError(f"{self.name}: reward_means must be finite")
+        mu = task.reward_means
+        if self.reward_noise == "bernoulli" and (mu.min() < 0 or mu.max() > 1):
+            raise ValueError(f"{self.name}: with reward_noise='bernoulli' every reward mean is a probability "
+                             f"in [0, 1]; got values in [{mu.min()}, {mu.max()}]")
 
     def make_env(self, **kwargs: Any) -> TabularMDPEnv:
-        return TabularMDPEnv(self.num_states, self.num_actions, self.episode_length, **kwargs)
+        return TabularMDPEnv(self.num_states, self.num_actions, self.episode_length,
+                             reward_noise=self.reward_noise, **kwargs)
 
     def make_batched(self, num_tasks: int, num_envs: int, **kwargs: Any) -> BatchedTabularMDP:
         return BatchedTabularMDP(self, num_tasks, num_envs, **kwargs)
@@ -132,8 +151,8 @@ class TabularMDPEnv(MetaEnvMixin, gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, num_states: int = 10, num_actions: int = 5, episode_length: int = 10,
-                 task: MDPTask | None = None) -> None:
-        self.family = TabularMDPFamily(num_states, num_actions, episode_length)
+                 task: MDPTask | None = None, reward_noise: str = "gaussian") -> None:
+        self.family = TabularMDPFamily(num_states, num_actions, episode_length, reward_noise)
         self.observation_space = spaces.Box(0.0, 1.0, shape=(num_states,), dtype=np.float32)
         self.action_space = spaces.Discrete(num_actions)
         self._state, self._t = 0, 0
@@ -159,7 +178,10 @@ class TabularMDPEnv(MetaEnvMixin, gym.Env):
         if not self.action_space.contains(a):
             raise ValueError(f"action {action!r} is not in 0..{self.family.num_actions - 1}")
         mu = float(self._task.reward_means[self._state, a])
-        reward = mu + float(self.np_random.standard_normal())
+        if self.family.reward_noise == "bernoulli":
+            reward = float(self.np_random.random() < mu)
+        else:
+            reward = mu + float(self.np_random.standard_normal())
         # Inverse-CDF sampling of s' ~ P(. | s, a), the same scheme as the batched env.
         u = self.np_random.random()
         nxt = int(np.sum(u >= self._cdf[self._state, a]))
@@ -206,7 +228,11 @@ class BatchedTabularMDP(BatchedEnv):
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         actions = self._check_actions(actions).long()
         mu = self.expected_reward(actions)
-        reward = mu + torch.randn(self.batch_shape, generator=self.generator, device=self.device)
+        if self.family.reward_noise == "bernoulli":
+            u = torch.rand(self.batch_shape, generator=self.generator, device=self.device)
+            reward = (u < mu).to(mu.dtype)
+        else:
+            reward = mu + torch.randn(self.batch_shape, generator=self.generator, device=self.device)
         cdf = self.cdf[self._rows, self.state, actions]  # [K, E, S]
         u = torch.rand(self.batch_shape, generator=self.generator, device=self.device, dtype=torch.float64)
         nxt = (u.unsqueeze(-1) >= cdf).sum(-1)

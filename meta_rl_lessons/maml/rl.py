@@ -67,6 +67,8 @@ __all__ = [
     "MAMLTRPOConfig",
     "TaskData",
     "adapt",
+    "adapt_steps",
+    "config_task_data",
     "exact_bandit_meta_gradients",
     "inner_loss",
     "magic_box",
@@ -143,29 +145,47 @@ class TaskData:
 
 
 def _per_task_normalize(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """``x, mask [T, K, E]`` -> (normalised x, std [K]) over each task's real steps."""
+    """``x, mask [T, K, E]`` -> (normalised x, std [K]) over each task's real steps.
+
+    A task whose values are all equal (every return the same, e.g. no reward at all) has nothing to scale:
+    it is centred only (std reported as 1). Dividing by its ~0 spread would leave the surrogate at zero but
+    multiply DiCE's score term, which is divided by the same std, by about 1e8.
+    """
     n = mask.sum(dim=(0, 2)).clamp_min(2.0)
     mean = (x * mask).sum(dim=(0, 2)) / n
     var = (((x - mean.view(1, -1, 1)) * mask) ** 2).sum(dim=(0, 2)) / (n - 1)
-    std = var.sqrt() + 1e-8
+    std = var.sqrt()
+    std = torch.where(std > 1e-6, std + 1e-8, torch.ones_like(std))
     return (x - mean.view(1, -1, 1)) / std.view(1, -1, 1) * mask, std
 
 
 def task_data(batch: EpisodeBatch, gamma: float = 0.99, gae_lambda: float = 1.0, baseline: bool = True,
-              normalize: bool = True) -> TaskData:
+              normalize: bool = True, discount_weights: bool = False, leave_one_out: bool = False
+              ) -> TaskData:
     r"""Advantages and returns of a ``[T, K, E]`` meta-batch, task-major, for the surrogates.
 
     Returns are Monte-Carlo (eq. return) without bootstrapping: the horizon is part of each task (a
     finite-horizon return), so the end of an episode is treated as terminal. The baseline is the per-task
     linear feature baseline (eq. linear-baseline) fitted on the batch, as in Finn et al. (2017); advantages
     are GAE (eq. gae, :math:`\lambda = 1`: :math:`G_t - V(s_t)`), normalised per task if ``normalize``.
+
+    ``discount_weights`` multiplies the weight of step :math:`t` by :math:`\gamma^t` (after normalising), so
+    that :math:`\hat{\mathbb E}[\nabla\log\pi\,\Psi_t]` estimates the gradient of the *discounted* return
+    (eq. ``maml-rl-discounted-pg``); DiCE's post-update surrogate needs it. Without it (the policy-gradient
+    practice the reference implementations follow) late steps weigh as much as early ones, which is not the
+    gradient of any discounted objective when :math:`\gamma < 1`. Every episode starts at ``t = 0`` of the
+    batch (the sampler collects whole episodes), so :math:`t` is the row index.
+
+    ``leave_one_out`` fits each episode's baseline on the other episodes of its task
+    (:class:`~meta_rl_lessons.rl.advantages.LinearFeatureBaseline`), so that it does not depend on the
+    episode's own actions and the gradient estimate stays unbiased.
     """
     if len(batch.batch_shape) != 2:
         raise ValueError(f"task_data needs a batch [T, K, E, ...], got batch shape {batch.batch_shape}")
     ends = batch.terminated | batch.truncated
     returns = discounted_returns(batch.rewards, gamma, ends, None, batch.mask)
     if baseline:
-        bl = LinearFeatureBaseline(per_task=True).fit(batch, returns)
+        bl = LinearFeatureBaseline(per_task=True, leave_one_out=leave_one_out).fit(batch, returns)
         values, next_values = bl.predict(batch), bl.predict_next(batch)
         adv, _ = gae(batch.rewards, values, next_values, ends, torch.zeros_like(ends), gamma, gae_lambda,
                      batch.mask)
@@ -174,6 +194,10 @@ def task_data(batch: EpisodeBatch, gamma: float = 0.99, gae_lambda: float = 1.0,
     std = torch.ones(batch.batch_shape[0], device=batch.device, dtype=adv.dtype)
     if normalize:
         adv, std = _per_task_normalize(adv, batch.mask)
+    if discount_weights:
+        T = batch.rewards.shape[0]
+        powers = gamma ** torch.arange(T, device=adv.device, dtype=torch.float64)
+        adv = adv * powers.to(adv.dtype).view(T, *([1] * (adv.dim() - 1)))
     num_steps = batch.mask.sum(dim=(0, 2))
     episode_len = num_steps / batch.batch_shape[1]
     first = returns[0]  # [K, E]: G_0 of every episode
@@ -248,6 +272,35 @@ def adapt(policy: Policy, params: dict[str, Tensor], data: TaskData, inner_lr: f
     return (adapted, grad_inputs) if return_inputs else adapted
 
 
+def adapt_steps(policy: Policy, params: dict[str, Tensor], pres: Sequence[TaskData], inner_lr: float,
+                estimator: str = "maml", create_graph: bool = True, first_order: bool = False,
+                with_log_probs: bool = False) -> tuple[dict[str, Tensor], list[Tensor]]:
+    r"""Every inner step in turn: :math:`\theta^{(i+1)}_k = \theta^{(i)}_k - \alpha\nabla L^{\mathrm{in}}_k
+    (\theta^{(i)}_k; \mathcal D^{(i)}_k)`, with :math:`\mathcal D^{(i)}_k` sampled by :math:`\theta^{(i)}_k`.
+
+    Args:
+        params: shared :math:`\theta` ``{name: [*shape]}`` (or stacked ``[K, *shape]``).
+        pres: the pre-update :class:`TaskData` of each inner step, in order.
+        with_log_probs: also return :math:`\log\pi_{\theta^{(i)}_k}(a\mid s)` ``[K, T, E]`` of every
+            pre-update batch under the parameters that sampled it (functions of :math:`\theta`; DiCE's score
+            terms).
+
+    Returns:
+        the stacked adapted parameters after the last step, and the list of log-probabilities (empty unless
+        ``with_log_probs``).
+    """
+    current = params
+    logps = []
+    for data in pres:
+        stacked = {n: (p if _is_stacked(policy, n, p) else p.unsqueeze(0).expand(data.num_tasks, *p.shape))
+                   for n, p in current.items()}
+        if with_log_probs:
+            logps.append(_log_probs(policy, stacked, data))
+        current = adapt(policy, stacked, data, inner_lr, estimator, create_graph=create_graph,
+                        first_order=first_order)
+    return current, logps
+
+
 def _is_stacked(policy: Policy, name: str, p: Tensor) -> bool:
     own = dict(policy.named_parameters())[name]
     return p.dim() == own.dim() + 1
@@ -255,7 +308,8 @@ def _is_stacked(policy: Policy, name: str, p: Tensor) -> bool:
 
 def outer_loss(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_log_probs: Tensor,
                estimator: str = "maml", pre_log_probs: Sequence[Tensor] = (),
-               pre_data: Sequence[TaskData] = (), log_probs: Tensor | None = None) -> Tensor:
+               pre_data: Sequence[TaskData] = (), log_probs: Tensor | None = None,
+               score_baseline: Tensor | None = None, reduction: str = "mean") -> Tensor:
     r"""The meta-surrogate loss (eq. ``maml-rl-outer``), a scalar averaged over tasks.
 
     :math:`-\frac1K\sum_k\hat{\mathbb E}_{\mathcal D'_k}[r\,\Psi']` with the ratio
@@ -271,6 +325,10 @@ def outer_loss(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_l
         post: post-update :class:`TaskData`; old_log_probs: ``[K, T, E]`` under
             :math:`\theta'_{\mathrm{old}}`.
         log_probs: :math:`\log\pi_{\theta'_k}(a\mid s)` ``[K, T, E]`` if already computed (else computed).
+        score_baseline: for ``"dice"``, the baselines :math:`b_k` ``[K]`` (default: leave-one-task-out); any
+            value that does not depend on task ``k``'s own episodes keeps the estimator unbiased (the exact
+            enumeration of :mod:`meta_rl_lessons.maml.exact` passes a constant).
+        reduction: ``"mean"`` (a scalar) or ``"none"`` (the per-task losses ``[K]``).
         pre_log_probs: for ``"dice"``, the log-probabilities ``[K, T, E]`` of every pre-update batch under the
             parameters that sampled it (functions of :math:`\theta`); pre_data: the matching
             :class:`TaskData`.
@@ -286,8 +344,15 @@ def outer_loss(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_l
         log_p = sum((lp * d.mask).sum(dim=(1, 2)) for lp, d in zip(pre_log_probs, pre_data, strict=True))
         F = post.returns.detach()
         K = F.shape[0]
-        b = (F.sum() - F) / (K - 1) if K > 1 else torch.zeros_like(F)
+        if score_baseline is not None:
+            b = score_baseline.detach()
+        else:
+            b = (F.sum() - F) / (K - 1) if K > 1 else torch.zeros_like(F)
         per_task = per_task - (magic_box(log_p) - 1.0) * (F - b) / post.scale
+    if reduction == "none":
+        return per_task
+    if reduction != "mean":
+        raise ValueError(f"unknown reduction {reduction!r}; allowed: mean, none")
     return per_task.mean()
 
 
@@ -461,6 +526,23 @@ class MAMLTRPOConfig:
         self.hidden_sizes = tuple(self.hidden_sizes)
 
 
+def config_task_data(batch: EpisodeBatch, config: MAMLTRPOConfig, post: bool = False) -> TaskData:
+    """:func:`task_data` with a trainer's settings; ``post``: the batch the outer surrogate is taken on.
+
+    DiCE is the estimator of the exact :math:`\\nabla J` of the discounted objective, so on its post-update
+    batch the weights carry :math:`\\gamma^t` and each episode's baseline is fitted on the task's other
+    episodes. The original and LVC estimators keep the reference implementations' surrogate (undiscounted
+    weights, a baseline fitted on the whole batch): two more approximations, besides the missing term.
+    Per-task advantage normalisation is an approximation for every estimator (it divides each task's
+    gradient by a random standard deviation), and so is GAE with :math:`\\lambda < 1` (a fitted value is not
+    the true one). The inner step may use anything: it only defines :math:`\\theta'(\\theta, \\mathcal D)`.
+    """
+    c = config
+    exact = post and c.estimator == "dice"
+    return task_data(batch, c.gamma, c.gae_lambda, baseline=c.baseline, normalize=c.normalize_advantages,
+                     discount_weights=exact, leave_one_out=exact)
+
+
 def _detached(params: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach() for k, v in params.items()}
 
@@ -495,9 +577,8 @@ class MAMLTRPO:
         self._gen = torch.Generator().manual_seed(c.seed)
 
     # ------------------------------------------------------------------ pieces
-    def _data(self, batch: EpisodeBatch) -> TaskData:
-        c = self.config
-        return task_data(batch, c.gamma, c.gae_lambda, baseline=c.baseline, normalize=c.normalize_advantages)
+    def _data(self, batch: EpisodeBatch, post: bool = False) -> TaskData:
+        return config_task_data(batch, self.config, post)
 
     def sample_meta_batch(self, tasks: Sequence[Any]) -> dict[str, Any]:
         """Pre-update episodes, inner step(s), post-update episodes for ``tasks`` (no meta-gradient yet)."""
@@ -520,7 +601,7 @@ class MAMLTRPO:
                             c.estimator, create_graph=keep, first_order=c.first_order)
         with torch.no_grad():
             post_batch = self.sampler.sample(tasks, self.policy, _detached(current))
-        sample = {"pre": pres, "post": self._data(post_batch), "pre_returns": pre_returns,
+        sample = {"pre": pres, "post": self._data(post_batch, post=True), "pre_returns": pre_returns,
                   "post_returns": post_batch.episode_returns().mean(dim=1), "steps": sum(int(
                       d.num_steps.sum()) for d in pres) + post_batch.num_steps}
         if keep:
@@ -534,16 +615,8 @@ class MAMLTRPO:
                  with_log_probs: bool = True) -> tuple[dict[str, Tensor], list[Tensor]]:
         """:math:`\\theta'(\\theta)` through all inner steps, and the pre-update log-probs (for DiCE)."""
         c = self.config
-        current = params
-        logps = []
-        for data in pres:
-            stacked = current if current is not params else {
-                n: p.unsqueeze(0).expand(data.num_tasks, *p.shape) for n, p in params.items()}
-            if c.estimator == "dice" and with_log_probs:
-                logps.append(_log_probs(self.policy, stacked, data))
-            current = adapt(self.policy, stacked, data, c.inner_lr, c.estimator, create_graph=create_graph,
-                            first_order=c.first_order)
-        return current, logps
+        return adapt_steps(self.policy, params, pres, c.inner_lr, c.estimator, create_graph=create_graph,
+                           first_order=c.first_order, with_log_probs=with_log_probs and c.estimator == "dice")
 
     def meta_gradient(self, sample: dict[str, Any], retain_graph: bool = False) -> dict[str, Any]:
         """The meta-surrogate loss at :math:`\\theta` and its gradient ``g`` (flat), by the chosen estimator.
@@ -578,18 +651,32 @@ class MAMLTRPO:
         return {"loss": loss.detach(), "g": g, "adapted": adapted, "old": old, "old_dist": old_dist,
                 "old_log_probs": old_logp}
 
-    def meta_step(self, sample: dict[str, Any]) -> dict[str, float]:
-        """One TRPO step on :math:`\\theta` (eqs. maml-rl-outer, meta-kl-hessian), line search included."""
+    def trust_region_step(self, sample: dict[str, Any]
+                          ) -> tuple[Tensor, Callable[[Tensor], tuple[float, float]], float]:
+        """The full TRPO step on :math:`\\theta` (eqs. maml-rl-outer and meta-kl-hessian), before the search.
+
+        Returns:
+            ``(step, evaluate, loss)``: the flat step :math:`s` with :math:`\\tfrac12 s^\\top H s = \\delta`
+            (``H`` the meta-KL's Hessian, so the KL at :math:`\\theta + s` is :math:`\\delta` to second
+            order), ``evaluate(step) -> (surrogate loss, mean KL)`` at :math:`\\theta + \\mathrm{step}`
+            (re-adapting), and the surrogate loss at :math:`\\theta`.
+        """
         c = self.config
         pres, post = sample["pre"], sample["post"]
         names = [n for n, _ in self.policy.named_parameters()]
         params = dict(self.policy.named_parameters())
         theta = [params[n] for n in names]
-        mg = self.meta_gradient(sample, retain_graph=c.fvp_method == "direct")
+        # The trust region bounds the KL of the policies actually deployed: theta' from the plain REINFORCE
+        # step, whatever the estimator. LVC's inner surrogate has the same value but another autograd
+        # Jacobian, and first_order drops the Jacobian from the gradient only; neither is the curvature of
+        # the KL the line search checks (eq. meta-kl-hessian needs the true d theta' / d theta).
+        own_graph = c.estimator != "lvc" and not c.first_order
+        mg = self.meta_gradient(sample, retain_graph=c.fvp_method == "direct" and own_graph)
         loss, g, adapted, old = mg["loss"], mg["g"], mg["adapted"], mg["old"]
         old_dist, old_logp = mg["old_dist"], mg["old_log_probs"]
         if c.fvp_method == "direct":
-            fvp = meta_fvp_direct(lambda: mean_kl(self.policy, adapted, post, old_dist), theta, c.cg_damping)
+            deployed = adapted if own_graph else adapt_steps(self.policy, params, pres, c.inner_lr, "maml")[0]
+            fvp = meta_fvp_direct(lambda: mean_kl(self.policy, deployed, post, old_dist), theta, c.cg_damping)
         else:
             pre_c, post_c, dist_c = pres[0], post, old_dist
             if c.curvature_subsample < 1:
@@ -597,8 +684,8 @@ class MAMLTRPO:
                 post_c = post.subsample(c.curvature_subsample, self._gen)
                 with torch.no_grad():
                     dist_c = self.policy.per_task(post_c.obs, old)
-            fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, c.estimator,
-                                      c.first_order, c.cg_damping, old)
+            fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, "maml", False,
+                                      c.cg_damping, old)
         direction = conjugate_gradient(fvp, -g, c.cg_iters)
         shs = 0.5 * (direction @ fvp(direction))
         if not torch.isfinite(shs) or shs <= 0:
@@ -620,13 +707,20 @@ class MAMLTRPO:
                 kl = _masked_task_mean(kl_divergence(old_dist, dist), post).mean()
                 return float(lo), float(kl)
 
-        result = line_search(evaluate, full_step, float(loss.detach()), c.max_kl, None, 0.0,
-                             c.backtrack_ratio, c.max_backtracks)
+        return full_step, evaluate, float(loss.detach())
+
+    def meta_step(self, sample: dict[str, Any]) -> dict[str, float]:
+        """One TRPO step on :math:`\\theta`: :meth:`trust_region_step`, then a backtracking line search."""
+        c = self.config
+        theta = list(self.policy.parameters())
+        full_step, evaluate, loss = self.trust_region_step(sample)
+        result = line_search(evaluate, full_step, loss, c.max_kl, None, 0.0, c.backtrack_ratio,
+                             c.max_backtracks)
         if result.accepted:
             with torch.no_grad():
                 for p, d in zip(theta, unflatten_like(result.step, theta), strict=True):
                     p.add_(d)
-        return {"surrogate_before": float(loss.detach()), "surrogate_after": result.loss, "kl": result.kl,
+        return {"surrogate_before": loss, "surrogate_after": result.loss, "kl": result.kl,
                 "step_fraction": result.fraction, "accepted": float(result.accepted)}
 
     def iteration(self) -> dict[str, float]:

@@ -37,6 +37,7 @@ __all__ = [
     "gae_from_batch",
     "linear_baseline_features",
     "normalize_advantages",
+    "solve_ridge",
 ]
 
 
@@ -208,11 +209,18 @@ def fit_linear_baseline(
         raise ValueError(f"reg_coeff must be positive, got {reg_coeff}")
     X = features.to(torch.float64)
     y = targets.to(torch.float64)
-    F = X.shape[-1]
     xtx = X.transpose(-1, -2) @ X
     xty = (X.transpose(-1, -2) @ y.unsqueeze(-1)).squeeze(-1)
-    eye = torch.eye(F, dtype=torch.float64, device=X.device)
-    reg = torch.full(xtx.shape[:-2], float(reg_coeff), dtype=torch.float64, device=X.device)
+    return solve_ridge(xtx, xty, reg_coeff, max_tries).to(features.dtype)
+
+
+def solve_ridge(xtx: Tensor, xty: Tensor, reg_coeff: float = 1e-5, max_tries: int = 5) -> Tensor:
+    r"""The ridge solve behind :func:`fit_linear_baseline` from the normal equations: ``xtx [*K, F, F]``,
+    ``xty [*K, F]`` -> :math:`w = (X^\top X + c I)^{-1} X^\top y` ``[*K, F]`` in float64."""
+    xtx, xty = xtx.to(torch.float64), xty.to(torch.float64)
+    F = xtx.shape[-1]
+    eye = torch.eye(F, dtype=torch.float64, device=xtx.device)
+    reg = torch.full(xtx.shape[:-2], float(reg_coeff), dtype=torch.float64, device=xtx.device)
     weights = torch.zeros_like(xty)
     todo = torch.ones_like(reg, dtype=torch.bool)
     for _ in range(max_tries):
@@ -229,7 +237,7 @@ def fit_linear_baseline(
             f"linear baseline: least squares stayed ill-conditioned after {max_tries} tries (final "
             f"regularisation up to {float(reg.max()):.1e}); check the observations for NaN/inf"
         )
-    return weights.to(features.dtype)
+    return weights
 
 
 class LinearFeatureBaseline:
@@ -243,13 +251,23 @@ class LinearFeatureBaseline:
     Args:
         reg_coeff: initial ridge coefficient :math:`c` (multiplied by 10 on ill-conditioning).
         per_task: fit one baseline per entry of the first batch dimension.
+        leave_one_out: (with ``per_task``, ``B = (K, E)``) predict each episode with a baseline fitted on the
+            *other* episodes of its task. A baseline fitted on the episode it is subtracted from depends on
+            that episode's actions, so :math:`\\mathbb E[\\nabla\\log\\pi(a_t\\mid s_t)\\,b(s_t)]` is not
+            zero: a bias of order :math:`1/E` that is large when there are few episodes per feature. Left out,
+            episodes are independent and the policy-gradient estimate stays unbiased. (With one episode per
+            task the baseline is zero.)
     """
 
-    def __init__(self, reg_coeff: float = 1e-5, per_task: bool = False) -> None:
+    def __init__(self, reg_coeff: float = 1e-5, per_task: bool = False, leave_one_out: bool = False) -> None:
         if reg_coeff <= 0:
             raise ValueError(f"reg_coeff must be positive, got {reg_coeff}")
+        if leave_one_out and not per_task:
+            raise ValueError("leave_one_out=True needs per_task=True (batch dimensions (num_tasks, "
+                             "num_episodes))")
         self.reg_coeff = reg_coeff
         self.per_task = per_task
+        self.leave_one_out = leave_one_out
         self.weights: Tensor | None = None
 
     def _rows(self, feats: Tensor) -> Tensor:
@@ -270,14 +288,33 @@ class LinearFeatureBaseline:
 
     def fit(self, batch: EpisodeBatch, returns: Tensor) -> LinearFeatureBaseline:
         """Fit to ``returns`` ``[T, *B]`` (usually :func:`discounted_returns` of the batch)."""
+        if self.leave_one_out:
+            return self._fit_leave_one_out(batch, returns)
         X = self._rows(self._features(batch))
         y = (returns * batch.mask).movedim(1, 0) if self.per_task else returns * batch.mask
         self.weights = fit_linear_baseline(X, y.reshape(X.shape[:-1]), self.reg_coeff)
         return self
 
+    def _fit_leave_one_out(self, batch: EpisodeBatch, returns: Tensor) -> LinearFeatureBaseline:
+        feats = self._features(batch)  # [T, K, E, F]
+        if feats.dim() != 4:
+            raise ValueError(f"leave_one_out=True needs batch dimensions (num_tasks, num_episodes), got "
+                             f"features of shape {tuple(feats.shape)} ([T, K, E, F])")
+        X = feats.to(torch.float64)
+        y = (returns * batch.mask).to(torch.float64)
+        # Normal equations per episode, then per task minus the episode's own: one solve per (task, episode).
+        xtx_e = torch.einsum("tkef,tkeg->kefg", X, X)
+        xty_e = torch.einsum("tkef,tke->kef", X, y)
+        xtx = xtx_e.sum(1, keepdim=True) - xtx_e
+        xty = xty_e.sum(1, keepdim=True) - xty_e
+        self.weights = solve_ridge(xtx, xty, self.reg_coeff).to(feats.dtype)  # [K, E, F]
+        return self
+
     def _predict(self, feats: Tensor) -> Tensor:
         if self.weights is None:
             raise RuntimeError("LinearFeatureBaseline.predict() called before fit()")
+        if self.leave_one_out:  # weights [K, E, F]; feats [T, K, E, F]
+            return (feats * self.weights.unsqueeze(0)).sum(-1)
         if self.per_task:  # weights [K, F]; feats [T, K, ..., F]
             w = self.weights.view(1, self.weights.shape[0], *([1] * (feats.dim() - 3)), -1)
             return (feats * w).sum(-1)
