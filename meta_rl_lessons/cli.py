@@ -52,8 +52,11 @@ __all__ = ["ALGORITHMS", "AdaptiveConfig", "CLIError", "PRESETS", "main", "parse
 ALGORITHMS: tuple[str, ...] = ("ppo", "trpo", "maml", "rl2", "adaptive")
 #: The devices ``--device`` accepts.
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
-#: Families RL² can train on (those with a batched torch environment).
+#: Families RL² can train on (those with a batched torch environment; the MuJoCo families too with
+#: ``--set physics=warp``).
 RL2_FAMILIES: tuple[str, ...] = ("BernoulliBandit", "TabularMDP", "Navigation2D", "Inventory")
+#: The physics backends of the MuJoCo families (``--set physics=...``; ``envs.locomotion.PHYSICS``).
+PHYSICS: tuple[str, ...] = ("mujoco", "warp")
 #: Progress columns measured in wall-clock time (they differ between runs; everything else is reproducible).
 TIMING_COLUMNS: tuple[str, ...] = ("sample_time", "update_time", "train_time", "wall_time")
 #: Exit status after Ctrl-C (128 + SIGINT, the shell convention).
@@ -245,6 +248,24 @@ def parse_overrides(config_cls: type, items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _physics_override(config_cls: type, items: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``--set physics=mujoco|warp`` for configs whose family holds the physics backend (``family_kwargs``):
+    ``(physics or None, the other items)``. Configs with their own ``physics`` field keep the item."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    if "physics" in names or "family_kwargs" not in names:
+        return None, list(items)
+    physics, rest = None, []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if key.strip() != "physics" or not sep:
+            rest.append(item)
+            continue
+        physics = raw.strip()
+        if physics not in PHYSICS:
+            raise CLIError(f"--set physics={raw!r}: allowed values are {', '.join(PHYSICS)}")
+    return physics, rest
+
+
 # ============================================================================ environments
 def _gym_ids() -> list[str]:
     import gymnasium as gym
@@ -281,8 +302,9 @@ def family_of(env: str, allowed: Sequence[str] | None = None, algorithm: str = "
     if name not in FAMILIES:
         raise _unknown_env(env, [*_metarl_ids(), *FAMILIES], f"{algorithm} (a meta-RL task family is needed)")
     if allowed is not None and name not in allowed:
+        warp = " (or, for a MuJoCo family, --set physics=warp: MuJoCo Warp)" if name in _LOCOMOTION else ""
         raise CLIError(f"{algorithm} cannot train on {env!r}: it needs a family with a batched torch "
-                       f"environment, one of {', '.join(f'MetaRL/{n}-v0' for n in allowed)}")
+                       f"environment, one of {', '.join(f'MetaRL/{n}-v0' for n in allowed)}{warp}")
     return name
 
 
@@ -338,9 +360,13 @@ class Algorithm:
 
     def make_config(self, env: str, budget: str, seed: int, device: str, overrides: Sequence[str]) -> Any:
         cls = self.config_class()
-        env_fields = self.env_fields(env)
+        physics, overrides = _physics_override(cls, overrides)
+        # the families an algorithm can train on may depend on the physics backend (RL²: MuJoCo with Warp)
+        env_fields = self.env_fields(env) if physics is None else self.env_fields(env, physics=physics)
         fields = {**preset(self.name, budget, env_fields.get("family")), **env_fields,
                   **parse_overrides(cls, overrides), "seed": seed, "device": device}
+        if physics is not None:  # the family's physics backend: one key of family_kwargs
+            fields["family_kwargs"] = {**fields.get("family_kwargs", {}), "physics": physics}
         names = {f.name for f in dataclasses.fields(cls)}
         if "log_path" in names:
             fields["log_path"] = None  # the command line writes progress.csv itself
@@ -600,7 +626,7 @@ class MAMLAlgorithm(Algorithm):
     def default_env(self) -> str:
         return "MetaRL/Navigation2D-v0"
 
-    def env_fields(self, env: str) -> dict[str, Any]:
+    def env_fields(self, env: str, physics: str | None = None) -> dict[str, Any]:
         return {"family": family_of(env, algorithm=self.name)}
 
     def build(self, config: Any) -> Any:
@@ -639,15 +665,17 @@ class RL2Algorithm(Algorithm):
     def default_env(self) -> str:
         return "MetaRL/BernoulliBandit-v0"
 
-    def env_fields(self, env: str) -> dict[str, Any]:
-        family = family_of(env, RL2_FAMILIES, self.name)
+    def env_fields(self, env: str, physics: str | None = None) -> dict[str, Any]:
+        # the MuJoCo families have a batched torch environment only with MuJoCo Warp
+        allowed = RL2_FAMILIES + (_LOCOMOTION if physics == "warp" else ())
+        family = family_of(env, allowed, self.name)
         from meta_rl_lessons.rl2.ppo import RL2Config
 
         fields: dict[str, Any] = {"family": family}
         if family != RL2Config.family:  # the default family_kwargs are the bandit's
             fields["family_kwargs"] = {
                 "TabularMDP": {"num_states": 10, "num_actions": 5, "episode_length": 10},  # Duan et al.
-                "Navigation2D": {}, "Inventory": {}}[family]
+                "Navigation2D": {}, "Inventory": {}}.get(family, {})
         return fields
 
     def build(self, config: Any) -> Any:

@@ -236,3 +236,17 @@ def test_cuda_graph_step_equals_plain_launches(compiled, device):
             obs, rew, _, _ = env.step(2 * torch.rand(4, 8, env.action_dim, generator=gen, device=device) - 1)
         outs.append((obs, rew))
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+
+
+def test_cli_set_physics_goes_to_the_family():
+    from meta_rl_lessons import cli
+
+    maml = cli.adapter("maml").make_config("MetaRL/HalfCheetahDir-v0", "smoke", 0, "cpu",
+                                           ["physics=warp", 'family_kwargs={"horizon": 50}'])
+    assert maml.family_kwargs == {"horizon": 50, "physics": "warp"}
+    rl2 = cli.adapter("rl2").make_config("MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=warp"])
+    assert rl2.family == "AntGoal" and rl2.family_kwargs == {"physics": "warp"}
+    with pytest.raises(cli.CLIError, match="physics='bullet'.*mujoco, warp"):
+        cli.adapter("maml").make_config("MetaRL/AntVel-v0", "smoke", 0, "cpu", ["physics=bullet"])
+    with pytest.raises(cli.CLIError, match="rl2 cannot train on 'MetaRL/AntVel-v0'.*physics=warp"):
+        cli.adapter("rl2").make_config("MetaRL/AntVel-v0", "smoke", 0, "cpu", [])

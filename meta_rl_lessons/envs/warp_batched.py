@@ -72,7 +72,10 @@ def _import_warp():
         import warp as wp
     except ImportError as err:
         raise ImportError(f"{WARP_MISSING}; import failed: {err}") from err
-    wp.config.quiet = True  # no banner and module-load lines on every first use
+    # No banner and no line per kernel module loaded (hundreds on first use); warnings still show.
+    wp.config.quiet = True
+    if hasattr(wp, "LOG_WARNING"):
+        wp.config.log_level = wp.LOG_WARNING
     wp.init()
     return wp, mjw
 
