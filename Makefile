@@ -41,6 +41,9 @@ $(STAMP): pyproject.toml setup.py environment.yml tools/pins.py
 	$(PY) tools/pins.py environment.yml > $(VENV)/constraints.txt
 	$(PY) -m pip install --quiet "$(TORCH_PIN)"
 	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[book,test,distributed]"
+	# MuJoCo Warp where it installs (its tests skip, saying why, where it does not)
+	$(PY) -m pip install --quiet -c $(VENV)/constraints.txt -e ".[warp]" || \
+		echo "make setup: the [warp] extra (MuJoCo Warp) did not install here; tests/test_envs_warp.py skips"
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meta-rl-lessons)"
 	@touch $@
 
