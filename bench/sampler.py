@@ -11,9 +11,14 @@ Prints, in env-steps per second:
 3. this package's ``MetaBatchSampler`` with a 64x64 tanh ``GaussianMLPPolicy`` in the loop (one batched
    policy call per step), stepping in-process (1 or 2 threads) or in 2 worker processes, as env-steps/s
    and as a fraction of the limit for the same number of cores;
-4. the batched pure-torch bandit and 2D navigation envs.
+4. the batched pure-torch bandit and 2D navigation envs;
+5. the MuJoCo Warp backend (``physics="warp"``) with the same policy in the loop: on the CPU always (a few
+   worlds: the CPU path is for tests, not speed), and on each CUDA device at 1,024, 4,096 and 16,384 worlds
+   when there is one (the first call compiles Warp's kernels, cached in ``~/.cache/warp``; the CUDA graph
+   is captured when the sampler is built, outside the timing).
 
-Usage: ``python bench/sampler.py [--quick]`` (``--quick`` shrinks every batch for a fast check).
+Usage: ``python bench/sampler.py [--quick] [--warp-only]`` (``--quick`` shrinks every batch for a fast
+check; ``--warp-only`` prints only the Warp rows, as ``bench/gpu_check.sh`` does on a lent GPU).
 """
 
 from __future__ import annotations
@@ -92,6 +97,57 @@ def sampler_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, wor
     return best, best_dt, startup, best_cpu
 
 
+def warp_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, device: str,
+              repeats: int = 2) -> tuple[float, float, float]:
+    """``(env-steps/s, seconds per meta-batch, start-up seconds)`` of ``MetaBatchSampler`` on MuJoCo Warp
+    with a 64x64 tanh policy on ``device`` (best of ``repeats``; CUDA synchronised around each timing)."""
+    fam = envs.make_family(name, horizon=horizon, physics="warp")
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    start = time.perf_counter()
+    sampler = envs.MetaBatchSampler(fam, num_tasks, num_episodes, seed=0, device=device)
+    startup = time.perf_counter() - start
+    obs_dim, act_dim = sampler.env.observation_shape[0], sampler.env.action_dim
+    policy = GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes=(64, 64), activation="tanh").to(device)
+    tasks = fam.sample_tasks(num_tasks, 0)
+    sampler.sample(tasks, policy, max_steps=3)  # warm-up (kernels loaded, allocator warm)
+    best, best_dt = 0.0, 0.0
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        batch = sampler.sample(tasks, policy)
+        sync()
+        dt = time.perf_counter() - t
+        if batch.num_steps / dt > best:
+            best, best_dt = batch.num_steps / dt, dt
+    sampler.close()
+    return best, best_dt, startup
+
+
+def warp_rows(quick: bool) -> None:
+    """Print the MuJoCo Warp rows (CPU always; each CUDA device when present)."""
+    if not envs.warp_available():
+        from meta_rl_lessons.envs.warp_batched import WARP_MISSING
+
+        print(f"\n== MuJoCo Warp: not installed here ({WARP_MISSING})")
+        return
+    import warp
+
+    for device in envs.warp_devices():
+        if device == "cpu":
+            sizes = [(2, 4, 10 if quick else 20)]  # the CPU path is for tests: a few worlds
+            where = f"CPU ({os.cpu_count()} cores)"
+        else:
+            sizes = [(n // 16, 16, 20 if quick else 200) for n in (1024, 4096, 16384)]
+            where = f"{device}: {torch.cuda.get_device_name(device)}"
+        print(f"\n== MuJoCo Warp {warp.__version__} on {where}, MetaBatchSampler + 64x64 MLP policy "
+              "on the device")
+        for name in ("HalfCheetahVel", "AntDir"):
+            for K, E, H in sizes:
+                rate, dt, startup = warp_rate(name, K, E, H, device, repeats=1 if quick else 2)
+                print(f"{name:14s} {K * E:6,d} worlds ({K} tasks x {E} episodes x {H} steps): {rate:12,.0f} "
+                      f"env-steps/s ({dt:.2f} s per meta-batch; start-up {startup:.1f} s)")
+
+
 def torch_env_rate(family, num_tasks: int, num_envs: int, steps: int) -> float:
     env = family.make_batched(num_tasks, num_envs, seed=0)
     env.set_tasks(family.sample_tasks(num_tasks, 0))
@@ -110,6 +166,7 @@ def torch_env_rate(family, num_tasks: int, num_envs: int, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small batches, for a fast check")
+    parser.add_argument("--warp-only", action="store_true", help="only the MuJoCo Warp rows")
     args = parser.parse_args()
     q = args.quick
     cores = os.cpu_count() or 1
@@ -117,6 +174,10 @@ def main() -> None:
           f"({torch.get_num_threads()} threads), mujoco {mujoco.__version__}, gymnasium {gym.__version__}")
     print("load average before: {:.2f} {:.2f} {:.2f} (figures are only comparable on an idle machine)".format(
         *os.getloadavg()))
+    if args.warp_only:
+        warp_rows(q)
+        print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+        return
 
     for name, (K, E, H) in [("HalfCheetahVel", (40, 20, 100)), ("AntDir", (20, 20, 100))]:
         if q:
@@ -167,6 +228,7 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     print(f"Navigation2D MetaBatchSampler 20 tasks x 20 episodes x 100 steps + MLP policy: "
           f"{min(times) * 1e3:.1f} ms ({batch.num_steps / min(times):,.0f} env-steps/s)")
+    warp_rows(q)
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
