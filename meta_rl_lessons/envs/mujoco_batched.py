@@ -79,6 +79,21 @@ def unhealthy(env: Any, qpos: Any, qvel: Any, isfinite: Any) -> Any | None:
     return ~(isfinite(qpos).all(1) & isfinite(qvel).all(1) & (z >= lo) & (z <= hi))
 
 
+def adopt_template(obj: Any, family: LocomotionFamily, env_kwargs: dict[str, Any]) -> None:
+    """Build the family's gymnasium env as ``obj.template`` (model, options, reward function) and copy onto
+    ``obj`` what a batched env reads from it: ``model``, ``frame_skip``, ``dt``, ``max_episode_steps``,
+    ``is_ant``, ``reward_fn``, ``action_dim`` and ``observation_shape``."""
+    obj.template = env = family.make_env(**env_kwargs)
+    obj.model = env.model
+    obj.frame_skip = env.frame_skip
+    obj.dt = env.dt
+    obj.max_episode_steps = env.horizon
+    obj.is_ant = isinstance(env, _AntBase)
+    obj.reward_fn = type(env).reward_fn
+    obj.action_dim = obj.model.nu
+    obj.observation_shape = env.observation_space.shape
+
+
 # ---------------------------------------------------------------------------------------------- buffers
 def _buffer_shapes(n: int, model: mujoco.MjModel, is_ant: bool) -> dict[str, tuple[int, ...]]:
     """Arrays shared by the driver and the physics (threads or worker processes), all float64."""
@@ -200,16 +215,7 @@ class BatchedMujocoEnv:
         self.family = family
         self.num_tasks, self.num_envs = int(num_tasks), int(num_envs)
         self.device = torch.device("cpu")
-        self.template = family.make_env(**env_kwargs)  # the gymnasium env: model, options, reward function
-        env = self.template
-        self.model = env.model
-        self.frame_skip = env.frame_skip
-        self.dt = env.dt
-        self.max_episode_steps = env.horizon
-        self.is_ant = isinstance(env, _AntBase)
-        self.reward_fn = type(env).reward_fn
-        self.action_dim = self.model.nu
-        self.observation_shape = env.observation_space.shape
+        adopt_template(self, family, env_kwargs)
         self.n = self.num_tasks * self.num_envs
         self.steps = np.zeros(self.n, dtype=np.int64)
         self.rng = as_generator(seed)

@@ -56,8 +56,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .locomotion import LocomotionFamily, _AntBase
-from .mujoco_batched import observation_parts, unhealthy
+from .locomotion import LocomotionFamily
+from .mujoco_batched import adopt_template, observation_parts, unhealthy
 
 __all__ = ["WarpBatchedEnv", "warp_available", "warp_devices", "WARP_MISSING"]
 
@@ -161,15 +161,8 @@ class WarpBatchedEnv:
         else:
             raise ValueError(f"device={str(device)!r} is not supported by MuJoCo Warp; use 'cpu' or "
                              "'cuda[:N]'")
-        self.template = env = family.make_env(**env_kwargs)
-        self.model = env.model
-        self.frame_skip = env.frame_skip
-        self.dt = env.dt
-        self.max_episode_steps = env.horizon
-        self.is_ant = isinstance(env, _AntBase)
-        self.reward_fn = type(env).reward_fn
-        self.action_dim = self.model.nu
-        self.observation_shape = env.observation_space.shape
+        adopt_template(self, family, env_kwargs)
+        env = self.template
         auto_con, auto_j = _buffer_sizes(self.model)
         self.nconmax = int(nconmax or auto_con)
         self.njmax = int(njmax or auto_j)
