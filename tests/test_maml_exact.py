@@ -33,22 +33,14 @@ from meta_rl_lessons.rl.trpo import flat_concat, unflatten_like
 torch.set_num_threads(1)
 
 FAMILY, TASK = exact.small_mdp()
-#: The settings of the exact checks: two episodes per batch, horizon 2, a large inner step.
-BASE = dict(family="TabularMDP", family_kwargs=dict(num_states=2, num_actions=2, episode_length=2,
-                                                    reward_noise="bernoulli"),
-            meta_batch_size=2, num_episodes=2, gamma=0.5, normalize_advantages=False, baseline=True,
-            hidden_sizes=(3,), inner_lr=0.5, seed=0)
 
 
 def _trainer(module=maml_rl, **overrides):
-    """A float64 MAML-TRPO trainer on the small MDP, its policy at a generic point (fixed random draw)."""
-    cfg = module.MAMLTRPOConfig(**{**BASE, **overrides})
-    trainer = module.MAMLTRPO(cfg, family=FAMILY)
-    trainer.policy.double()
-    gen = torch.Generator().manual_seed(123)
-    with torch.no_grad():  # the default initialisation gives near-uniform action probabilities
-        for p in trainer.policy.parameters():
-            p.copy_(0.8 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    """A MAML-TRPO trainer on the small MDP (exact.small_mdp_config: two episodes per batch, gamma = alpha =
+    0.5, the baseline on) with exact.generic_policy's float64 parameters."""
+    cfg = exact.small_mdp_config(**overrides)
+    trainer = module.MAMLTRPO(module.MAMLTRPOConfig(**vars(cfg)), family=FAMILY)
+    trainer.policy = exact.generic_policy(cfg, FAMILY)
     return trainer
 
 

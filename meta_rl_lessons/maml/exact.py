@@ -41,7 +41,8 @@ from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.trpo import flat_concat
 
 __all__ = ["EnumeratedBatches", "enumerate_batches", "exact_estimator_mean", "exact_meta_gradients",
-           "exact_objective", "exact_return", "relative_error", "small_mdp"]
+           "exact_objective", "exact_return", "generic_policy", "relative_error", "small_mdp",
+           "small_mdp_config"]
 
 
 def small_mdp() -> tuple[TabularMDPFamily, MDPTask]:
@@ -55,6 +56,31 @@ def small_mdp() -> tuple[TabularMDPFamily, MDPTask]:
     task = family.validate(MDPTask(transitions=[[[0.8, 0.2], [0.3, 0.7]], [[0.6, 0.4], [0.1, 0.9]]],
                                    reward_means=[[0.6, 0.2], [0.9, 0.4]]))
     return family, task
+
+
+def small_mdp_config(**overrides) -> maml_rl.MAMLTRPOConfig:
+    """A MAML-TRPO configuration for :func:`small_mdp`: two episodes per batch, a 3-unit tanh policy,
+    :math:`\\gamma = \\alpha = 0.5`, the linear baseline, no normalisation; ``overrides`` replace fields."""
+    fields = dict(family="TabularMDP", family_kwargs=dict(num_states=2, num_actions=2, episode_length=2,
+                                                          reward_noise="bernoulli"),
+                  meta_batch_size=2, num_episodes=2, gamma=0.5, inner_lr=0.5, baseline=True,
+                  normalize_advantages=False, hidden_sizes=(3,), seed=0)
+    return maml_rl.MAMLTRPOConfig(**{**fields, **overrides})
+
+
+def generic_policy(config: maml_rl.MAMLTRPOConfig, family: TabularMDPFamily, seed: int = 123,
+                   scale: float = 0.8) -> maml_rl.Policy:
+    """The trainer's policy for ``config``, in float64, with every parameter drawn from
+    :math:`\\mathcal N(0, \\mathrm{scale}^2)`: a generic point (the default initialisation gives nearly
+    uniform action probabilities, where some terms vanish by symmetry)."""
+    trainer = maml_rl.MAMLTRPO(config, family=family)
+    policy = trainer.policy.double()
+    trainer.close()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.copy_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return policy
 
 
 @dataclass

@@ -28,13 +28,22 @@ sampled inner gradients MAML maximises :math:`J(\theta) = \mathbb E_{\mathcal D\
   surrogate through :math:`\theta'` only and drops the second part, the *pre-update sampling term*: biased;
 * ``"dice"``: DiCE (Foerster et al. 2018) applied to the whole sampled computation: the outer objective is
   multiplied by :math:`⊡(\log\pi_\theta(\mathcal D_k))` (the "magic box" :math:`⊡(x) = e^{x - \perp x}`,
-  value 1, gradient :math:`\nabla x`), which adds the missing term (with a leave-one-task-out baseline):
-  unbiased for :math:`\nabla J`;
+  value 1, gradient :math:`\nabla x`), which adds the missing term (with a leave-one-task-out baseline);
+  on its post-update batch the weights carry :math:`\gamma^t` and each episode's baseline is fitted on the
+  task's other episodes (:func:`config_task_data`), so that it is unbiased for :math:`\nabla J` at any
+  :math:`\gamma` (checked by exact enumeration in :mod:`meta_rl_lessons.maml.exact`; per-task advantage
+  normalisation remains an approximation);
 * ``"lvc"``: ProMP's low-variance curvature (Rothfuss et al. 2019): the inner surrogate uses the likelihood
   ratio :math:`\pi_\theta/\perp\pi_\theta` instead of :math:`\log\pi_\theta`, which adds the per-step
-  :math:`\nabla\log\pi\nabla\log\pi^\top\hat A` curvature term; it recovers the missing term to first order
-  in :math:`\alpha` with much lower variance than DiCE;
-* ``first_order=True``: :math:`\partial\theta'/\partial\theta` replaced by :math:`I` (no second derivatives).
+  :math:`\nabla\log\pi\nabla\log\pi^\top\hat A` curvature term: an approximation of the missing term that
+  is right to first order in :math:`\alpha` (its error is of second order only for small :math:`\alpha`),
+  with much lower variance than DiCE; like ``"maml"`` it keeps the reference surrogate (no :math:`\gamma^t`);
+* ``first_order=True``: :math:`\partial\theta'/\partial\theta` replaced by :math:`I` in the meta-gradient (no
+  second derivatives there).
+
+Whatever the estimator, the trust region's curvature is that of the inner step actually deployed, the plain
+REINFORCE step (eq. ``meta-kl-hessian`` with its true Jacobian): LVC's surrogate and ``first_order`` change
+what autograd differentiates, not the adapted parameters the line search evaluates.
 
 Shapes: batches are ``[T, K, E, ...]`` (time, tasks, episodes; :class:`~meta_rl_lessons.rl.batch.EpisodeBatch`
 from :class:`~meta_rl_lessons.envs.MetaBatchSampler`); *stacked* parameter dicts have a leading ``K``.
@@ -171,7 +180,7 @@ def task_data(batch: EpisodeBatch, gamma: float = 0.99, gae_lambda: float = 1.0,
 
     ``discount_weights`` multiplies the weight of step :math:`t` by :math:`\gamma^t` (after normalising), so
     that :math:`\hat{\mathbb E}[\nabla\log\pi\,\Psi_t]` estimates the gradient of the *discounted* return
-    (eq. ``maml-rl-discounted-pg``); DiCE's post-update surrogate needs it. Without it (the policy-gradient
+    (eq. ``pg-discounted``); DiCE's post-update surrogate needs it. Without it (the policy-gradient
     practice the reference implementations follow) late steps weigh as much as early ones, which is not the
     gradient of any discounted objective when :math:`\gamma < 1`. Every episode starts at ``t = 0`` of the
     batch (the sampler collects whole episodes), so :math:`t` is the row index.
