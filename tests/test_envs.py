@@ -197,3 +197,27 @@ def test_bandit_rewards_follow_arm_means():
     r = [env.step(1)[1] for _ in range(1000)]
     assert set(r) <= {0.0, 1.0} and np.mean(r) == pytest.approx(0.9, abs=0.04)
     assert env.step(0)[4]["expected_reward"] == 0.1
+
+
+def test_tabular_mdp_bernoulli_rewards_follow_their_means():
+    """reward_noise='bernoulli' (the enumerable MDP of maml.exact): rewards in {0, 1} with mean mu(s, a), in
+    the gymnasium env and the batched env; means outside [0, 1] and unknown noise names are refused."""
+    import torch
+
+    fam = envs.TabularMDPFamily(num_states=2, num_actions=2, episode_length=1000, reward_noise="bernoulli")
+    task = envs.MDPTask(np.full((2, 2, 2), 0.5), np.array([[0.2, 0.7], [0.9, 0.4]]))
+    env = fam.make_env(task=task)
+    env.reset(seed=0)
+    r = [env.step(1)[1] for _ in range(2000)]  # states 0 and 1 half the time each: mean (0.7 + 0.4) / 2
+    assert set(r) <= {0.0, 1.0} and np.mean(r) == pytest.approx(0.55, abs=0.03)
+    batched = fam.make_batched(1, 4000, seed=0)
+    batched.set_tasks([task])
+    batched.reset()
+    _, reward, _, _ = batched.step(torch.zeros(1, 4000, dtype=torch.long))  # from state 0, action 0
+    assert set(reward.unique().tolist()) <= {0.0, 1.0}
+    assert float(reward.mean()) == pytest.approx(0.2, abs=0.02)
+    assert all(0 <= t.reward_means.min() and t.reward_means.max() <= 1 for t in fam.sample_tasks(50, 0))
+    with pytest.raises(ValueError, match="reward_noise='bernoulli' every reward mean is a probability"):
+        fam.validate(envs.MDPTask(np.full((2, 2, 2), 0.5), np.array([[1.5, 0.0], [0.0, 0.0]])))
+    with pytest.raises(ValueError, match="unknown reward_noise 'poisson'; allowed: gaussian, bernoulli"):
+        envs.TabularMDPFamily(reward_noise="poisson")

@@ -35,9 +35,10 @@ sampled inner gradients MAML maximises :math:`J(\theta) = \mathbb E_{\mathcal D\
   normalisation remains an approximation);
 * ``"lvc"``: ProMP's low-variance curvature (Rothfuss et al. 2019): the inner surrogate uses the likelihood
   ratio :math:`\pi_\theta/\perp\pi_\theta` instead of :math:`\log\pi_\theta`, which adds the per-step
-  :math:`\nabla\log\pi\nabla\log\pi^\top\hat A` curvature term: an approximation of the missing term that
-  is right to first order in :math:`\alpha` (its error is of second order only for small :math:`\alpha`),
-  with much lower variance than DiCE; like ``"maml"`` it keeps the reference surrogate (no :math:`\gamma^t`);
+  :math:`\nabla\log\pi\nabla\log\pi^\top\hat A` curvature term: an approximation of the missing term,
+  right to first order in :math:`\alpha` for one-step episodes (with longer ones it drops first-order
+  products between the steps of an episode), with much lower variance than DiCE; like ``"maml"`` it keeps
+  the reference surrogate (no :math:`\gamma^t`);
 * ``first_order=True``: :math:`\partial\theta'/\partial\theta` replaced by :math:`I` in the meta-gradient (no
   second derivatives there).
 
