@@ -225,14 +225,15 @@ def _mutant(old: str, new: str) -> types.ModuleType:
 
 #: (name, original text, broken text, settings where the slip shows): plausible slips, each one a real bug of
 #: some MAML-RL implementation. The settings are the exact checks' (gamma = 0.5, with the baseline) unless the
-#: slip needs others: the inner Jacobian matters most here without a baseline.
+#: slip shows more clearly elsewhere: the score term and the inner Jacobian matter most without a baseline.
+PLAIN = dict(baseline=False)  # the score term is largest relative to grad J with plain returns
 MUTATIONS = [
-    ("scale-per-batch", "scale = episode_len * std", "scale = num_steps * std", {}),
+    ("scale-per-batch", "scale = episode_len * std", "scale = num_steps * std", PLAIN),
     ("score-first-step-only", "log_p = sum((lp * d.mask).sum(dim=(1, 2))",
-     "log_p = sum((lp[:, :1] * d.mask[:, :1]).sum(dim=(1, 2))", {}),
+     "log_p = sum((lp[:, :1] * d.mask[:, :1]).sum(dim=(1, 2))", PLAIN),
     ("no-discount-weights", "discount_weights=exact, leave_one_out=exact",
      "discount_weights=False, leave_one_out=exact", {}),
-    ("score-detached", "(magic_box(log_p) - 1.0)", "(magic_box(log_p.detach()) - 1.0)", {}),
+    ("score-detached", "(magic_box(log_p) - 1.0)", "(magic_box(log_p.detach()) - 1.0)", PLAIN),
     ("inner-gradient-detached", "create_graph=create_graph and not first_order)", "create_graph=False)",
      dict(gamma=0.9, baseline=False)),
     ("baseline-fitted-on-own-episode", "discount_weights=exact, leave_one_out=exact",
