@@ -250,7 +250,8 @@ def parse_overrides(config_cls: type, items: Sequence[str]) -> dict[str, Any]:
 
 def _physics_override(config_cls: type, items: Sequence[str]) -> tuple[str | None, list[str]]:
     """``--set physics=mujoco|warp`` for configs whose family holds the physics backend (``family_kwargs``):
-    ``(physics or None, the other items)``. Configs with their own ``physics`` field keep the item."""
+    ``(physics or None, the other items)``. Configs with their own ``physics`` field (PPO, TRPO: MuJoCo Warp
+    through their vector env) keep the item."""
     names = {f.name for f in dataclasses.fields(config_cls)}
     if "physics" in names or "family_kwargs" not in names:
         return None, list(items)

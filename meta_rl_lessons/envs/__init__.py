@@ -29,7 +29,9 @@ family                 task                        environments
 :class:`MetaBatchSampler` collects whole episodes for many tasks at once into one ``EpisodeBatch`` with
 ``B = (num_tasks, num_episodes)``; :class:`RL2Wrapper` / :class:`RL2BatchedEnv` build RL² trials. The
 MuJoCo families' batched envs step C MuJoCo on the CPU (``physics="mujoco"``, the default) or MuJoCo Warp
-on the sampler's device (``make_family("HalfCheetahDir", physics="warp")``, the ``[warp]`` extra).
+on the sampler's device (``make_family("HalfCheetahDir", physics="warp")``, the ``[warp]`` extra);
+:class:`WarpVectorEnv` is the gymnasium vector env of a locomotion id on MuJoCo Warp, what PPO and TRPO step
+with ``physics="warp"`` (``rl.sampling.make_vector_env(..., physics="warp")``).
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ from .tabular_mdp import (
     random_policy_value,
 )
 from .warp_batched import WarpBatchedEnv, warp_available, warp_devices
+from .warp_vector import WarpVectorEnv
 
 #: Family classes by name (the ``<Name>`` of ``MetaRL/<Name>-v0``).
 FAMILIES: dict[str, type[TaskFamily]] = {
@@ -101,7 +104,8 @@ __all__ = [
     "random_policy_value", "NavigationTask", "Navigation2DFamily", "Navigation2DEnv", "BatchedNavigation2D",
     "VelocityTask", "DirectionTask", "GoalTask", "HalfCheetahVelFamily", "HalfCheetahDirFamily",
     "AntVelFamily", "AntDirFamily", "AntGoalFamily", "HalfCheetahVelEnv", "HalfCheetahDirEnv", "AntVelEnv",
-    "AntDirEnv", "AntGoalEnv", "BatchedMujocoEnv", "WarpBatchedEnv", "warp_available", "warp_devices",
+    "AntDirEnv", "AntGoalEnv", "BatchedMujocoEnv", "WarpBatchedEnv", "WarpVectorEnv", "warp_available",
+    "warp_devices",
     "MetaBatchSampler", "sample_episodes", "RL2Wrapper",
     "RL2BatchedEnv",
 ]

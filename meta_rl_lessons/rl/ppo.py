@@ -37,7 +37,7 @@ from torch import Tensor
 from meta_rl_lessons.rl.advantages import gae
 from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, ValueNetwork
-from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
+from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
     RunningMeanStd,
@@ -67,6 +67,10 @@ class PPOConfig:
     """Environment steps to train for (all environments together)."""
     max_episode_steps: int | None = None
     """Override of the environment's time limit (``None``: the registered one)."""
+    physics: str = "mujoco"
+    """``"mujoco"``: ``env_id`` as registered; ``"warp"``: MuJoCo Warp physics for a MetaRL locomotion id, on
+    ``device`` (see :func:`~meta_rl_lessons.rl.sampling.make_vector_env`; ignored when an environment is
+    passed to :class:`PPO`)."""
     learning_rate: float = 2.5e-4
     r"""Adam step size :math:`\alpha` (shared by policy and value network)."""
     anneal_lr: bool = True
@@ -116,6 +120,7 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         check_positive_ints(self, "num_envs", "num_steps", "total_steps", "update_epochs", "minibatch_size")
+        check_physics(self.env_id, self.physics)
         for name in ("learning_rate", "adam_eps", "clip_coef", "max_grad_norm"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and value > 0 and not math.isnan(value)):
@@ -167,7 +172,8 @@ class PPO:
         set_seed(c.seed)
         self.device = resolve_device(c.device)
         self.envs = envs if envs is not None else make_vector_env(
-            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps)
+            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps, physics=c.physics,
+            device=self.device)
         if self.envs.num_envs != c.num_envs:
             raise ValueError(f"config.num_envs={c.num_envs} but the environment has {self.envs.num_envs}")
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space

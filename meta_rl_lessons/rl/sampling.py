@@ -14,6 +14,11 @@ appears one step late). We use ``AutoresetMode.SAME_STEP`` instead, deliberately
 :func:`make_vector_env` builds environments in that mode, and :class:`VectorSampler` refuses any other mode
 with an error saying how to build one.
 
+**Physics.** ``make_vector_env(id, n, physics="warp")`` builds, for a MetaRL locomotion id, a
+:class:`~meta_rl_lessons.envs.warp_vector.WarpVectorEnv` instead of gymnasium's ``SyncVectorEnv``: the same
+spaces, seeding, tasks, time limit and ``SAME_STEP`` autoreset, the physics of all sub-environments batched in
+MuJoCo Warp (on ``device``), NumPy arrays at the boundary. PPO and TRPO pass their config's ``physics`` here.
+
 **Devices.** The policy runs on its own device; observations are moved there once per step, and the returned
 batch lives there too. Environment data is gathered in NumPy and converted once per call.
 
@@ -35,7 +40,22 @@ from torch import nn
 from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.utils import RunningMeanStd, mujoco_warnings_to_python
 
-__all__ = ["VectorSampler", "make_env", "make_vector_env"]
+__all__ = ["VectorSampler", "check_physics", "make_env", "make_vector_env"]
+
+
+def check_physics(env_id: str, physics: str) -> None:
+    """Raise ``ValueError`` unless ``physics`` is ``"mujoco"`` (the registered env, any id) or ``"warp"`` for
+    a MetaRL locomotion id (``MetaRL/HalfCheetahVel-v0``, ...); the message names the value and what is
+    allowed.
+    """
+    if physics == "mujoco":
+        return
+    from meta_rl_lessons.envs.locomotion import PHYSICS
+    from meta_rl_lessons.envs.warp_vector import locomotion_family_name
+
+    if physics not in PHYSICS:
+        raise ValueError(f"physics={physics!r} is not allowed; use one of {PHYSICS}")
+    locomotion_family_name(env_id)
 
 
 def make_vector_env(
@@ -44,6 +64,8 @@ def make_vector_env(
     *,
     vectorization_mode: str = "sync",
     max_episode_steps: int | None = None,
+    physics: str = "mujoco",
+    device: torch.device | str | None = None,
     **env_kwargs: Any,
 ) -> VectorEnv:
     """``gymnasium.make_vec`` with ``AutoresetMode.SAME_STEP`` (see the module docstring for why).
@@ -53,10 +75,20 @@ def make_vector_env(
         num_envs: number of sub-environments stepped together.
         vectorization_mode: ``"sync"`` (one process; best for cheap environments and 2 cores) or ``"async"``.
         max_episode_steps: override the registered time limit (episodes end with ``truncated=True``).
+        physics: ``"mujoco"``: the registered env as it is (C MuJoCo for the MuJoCo envs); ``"warp"``: for a
+            MetaRL locomotion id only, a :class:`~meta_rl_lessons.envs.warp_vector.WarpVectorEnv` (same
+            spaces, seeding, tasks, time limit and autoreset; physics in MuJoCo Warp; the ``[warp]`` extra).
+        device: ``physics="warp"``: where the Warp worlds live (``None``: the CPU); otherwise ignored.
         env_kwargs: passed to the environment constructor.
     """
     if num_envs <= 0:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs}")
+    check_physics(env_id, physics)
+    if physics == "warp":
+        from meta_rl_lessons.envs.warp_vector import WarpVectorEnv
+
+        return WarpVectorEnv(env_id, num_envs, device="cpu" if device is None else device,
+                             max_episode_steps=max_episode_steps, **env_kwargs)
     if max_episode_steps is not None:
         env_kwargs["max_episode_steps"] = max_episode_steps
     with mujoco_warnings_to_python():  # MuJoCo 4 prints deprecation notices for gymnasium's model files

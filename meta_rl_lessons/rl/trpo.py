@@ -42,7 +42,7 @@ from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_retu
 from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.policies import ValueNetwork
 from meta_rl_lessons.rl.ppo import make_policy
-from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
+from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
     check_finite,
@@ -241,6 +241,10 @@ class TRPOConfig:
     """Whole episodes per iteration (from fresh resets)."""
     max_episode_steps: int | None = None
     """Override of the environment's time limit (short horizons for quick experiments)."""
+    physics: str = "mujoco"
+    """``"mujoco"``: ``env_id`` as registered; ``"warp"``: MuJoCo Warp physics for a MetaRL locomotion id, on
+    ``device`` (see :func:`~meta_rl_lessons.rl.sampling.make_vector_env`; ignored when an environment is
+    passed to :class:`TRPO`)."""
     iterations: int = 50
     """Number of TRPO iterations."""
     max_kl: float = 0.01
@@ -287,6 +291,7 @@ class TRPOConfig:
     def __post_init__(self) -> None:
         check_positive_ints(self, "num_envs", "episodes_per_iteration", "iterations", "cg_iters",
                             "max_backtracks", "value_iters")
+        check_physics(self.env_id, self.physics)
         check_positive("TRPOConfig.max_kl", self.max_kl)
         check_positive("TRPOConfig.value_learning_rate", self.value_learning_rate)
         check_positive("TRPOConfig.cg_damping", self.cg_damping, allow_zero=True)
@@ -322,7 +327,8 @@ class TRPO:
         set_seed(c.seed)
         self.device = resolve_device(c.device)
         self.envs = envs if envs is not None else make_vector_env(
-            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps)
+            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps, physics=c.physics,
+            device=self.device)
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
         self.policy.to(self.device)
