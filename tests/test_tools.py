@@ -4,9 +4,11 @@ import book_cache
 from check_notebooks import main as check_notebooks
 
 
-def write_notebook(path, outputs=(), execution_count=None):
+def write_notebook(path, outputs=(), execution_count=None, cell_id="c0"):
     cell = {"cell_type": "code", "metadata": {}, "source": "1 + 1", "outputs": list(outputs),
             "execution_count": execution_count}
+    if cell_id is not None:
+        cell["id"] = cell_id
     path.write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
 
 
@@ -21,6 +23,12 @@ def test_outputs_and_counts_fail(tmp_path, capsys):
     assert check_notebooks([str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "a.ipynb: cell 0 has 1 output" in out and "b.ipynb: cell 0 has execution_count 3" in out
+
+
+def test_cells_without_an_id_fail(tmp_path, capsys):
+    write_notebook(tmp_path / "a.ipynb", cell_id=None)
+    assert check_notebooks([str(tmp_path)]) == 1
+    assert "a.ipynb: cell 0 has no id" in capsys.readouterr().out
 
 
 def test_committed_chapters_are_clean():

@@ -1,4 +1,5 @@
-"""Fail if a notebook carries outputs or execution counts: chapters are committed clean.
+"""Fail if a notebook carries outputs or execution counts, or has a cell without an id: chapters are
+committed clean.
 
 The book build and nbval execute every chapter, so stored outputs would only go stale (and bloat the diff).
 Usage: python tools/check_notebooks.py [PATH ...]   (directories are searched for *.ipynb)
@@ -19,7 +20,13 @@ def problems(notebook: Path) -> list[str]:
     except (json.JSONDecodeError, KeyError) as err:
         return [f"{notebook}: not a readable notebook ({err})"]
     found = []
+    ids = [cell.get("id") for cell in cells]
     for index, cell in enumerate(cells):
+        # nbformat 4.5 requires an id per cell (a missing one is a warning today, an error in future nbformat)
+        if not cell.get("id"):
+            found.append(f"{notebook}: cell {index} has no id (add one: nbformat.validator.normalize)")
+        elif ids.count(cell["id"]) > 1:
+            found.append(f"{notebook}: cell {index} repeats the id {cell['id']!r}")
         if cell.get("cell_type") != "code":
             continue
         if cell.get("outputs"):
@@ -39,7 +46,8 @@ def main(paths: list[str]) -> int:
     for line in found:
         print(line)
     if found:
-        print("Strip outputs with: jupyter nbconvert --clear-output --inplace <notebook>")
+        print("Strip outputs with: jupyter nbconvert --clear-output --inplace <notebook>; give every cell "
+              "an id with nbformat.validator.normalize")
         return 1
     print(f"check_notebooks: {len(notebooks)} notebook(s) clean")
     return 0
