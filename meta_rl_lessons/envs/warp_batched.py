@@ -49,6 +49,9 @@ for a handful of worlds on one core). The first use compiles the kernels (about 
 from __future__ import annotations
 
 import itertools
+import os
+import sys
+import tempfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,8 +79,31 @@ def _import_warp():
     wp.config.quiet = True
     if hasattr(wp, "LOG_WARNING"):
         wp.config.log_level = wp.LOG_WARNING
-    wp.init()
+    _init_without_driver_notice(wp)
     return wp, mjw
+
+
+def _init_without_driver_notice(wp) -> None:
+    """``wp.init()``, minus the line its native code prints on every machine without an NVIDIA driver.
+
+    That line ("Could not find or load the NVIDIA CUDA driver") goes straight to file descriptor 2, past
+    ``wp.config.quiet``, and so into every page of the book built on a CPU machine. Everything else the
+    initialisation writes there is passed on unchanged.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            wp.init()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        text = captured.read().decode(errors="replace")
+    kept = [line for line in text.splitlines() if "NVIDIA CUDA driver" not in line]
+    if kept:
+        sys.stderr.write("\n".join(kept) + "\n")
 
 
 def warp_available() -> bool:
