@@ -60,3 +60,30 @@ def test_cache_cleared_when_package_or_budget_changes(tmp_path, monkeypatch):
     monkeypatch.setenv("META_RL_BUDGET", "smoke")
     book_cache.main(str(build))
     assert not cache.exists(), "the budget changed: the cache must go"
+
+
+def test_site_check_reruns_both_page_scripts_after_a_redirect():
+    """A redirect (index.html) may navigate away between check_site's two page scripts; both run again on
+    the target page, so their results describe the same page (this flaked once in a clean-clone build)."""
+    from check_site import _inspect
+
+    class ContextDestroyed(Exception):
+        pass
+
+    class RedirectingPage:
+        def __init__(self):
+            self.calls, self.page = 0, "index"
+
+        def evaluate(self, script, arg=None):
+            self.calls += 1
+            if self.calls == 2:  # the second script of the first attempt: the redirect fires
+                self.page = "target"
+                raise ContextDestroyed("Execution context was destroyed, most likely because of a navigation")
+            return self.page
+
+        def wait_for_load_state(self, state, timeout):
+            assert state == "load"
+
+    page = RedirectingPage()
+    assert _inspect(page, 1000, ContextDestroyed) == ("target", "target")
+    assert page.calls == 4

@@ -529,14 +529,7 @@ def check_site(site: Path | str, timeout_ms: int = 30_000, diagrams: Iterable[st
 
                 _watch(page, name, problems)
                 page.goto(f"{base}/{name}", wait_until="load", timeout=timeout_ms)
-                try:
-                    result = page.evaluate(_INSPECT_JS)
-                except PlaywrightError as err:  # a redirect (index.html) navigated away: check its target
-                    if "context was destroyed" not in str(err):
-                        raise
-                    page.wait_for_load_state("load", timeout=timeout_ms)
-                    result = page.evaluate(_INSPECT_JS)
-                seen = page.evaluate(_READER_JS, LISTINGS)
+                result, seen = _inspect(page, timeout_ms, PlaywrightError)
                 page.close()
                 problems += [Problem(name, "math", f"untypeset: {text!r}") for text in result["untypeset"]]
                 problems += [Problem(name, "tex-error", text) for text in result["texErrors"]]
@@ -548,6 +541,22 @@ def check_site(site: Path | str, timeout_ms: int = 30_000, diagrams: Iterable[st
         finally:
             browser.close()
     return problems, reports
+
+
+def _inspect(page, timeout_ms: int, error_type: type[Exception]) -> tuple[dict, dict]:
+    """Both page scripts, run on the page the browser settles on.
+
+    A redirect (index.html) can navigate away after ``load``, before or between the two scripts; then both run
+    again on its target, so that the two results always describe the same page.
+    """
+    for attempt in range(3):
+        try:
+            return page.evaluate(_INSPECT_JS), page.evaluate(_READER_JS, LISTINGS)
+        except error_type as err:
+            if "context was destroyed" not in str(err) or attempt == 2:
+                raise
+            page.wait_for_load_state("load", timeout=timeout_ms)
+    raise AssertionError("unreachable")
 
 
 def summary(problems: list[Problem], reports: list[PageReport]) -> str:
