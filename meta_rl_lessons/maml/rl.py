@@ -262,9 +262,7 @@ def adapt(policy: Policy, params: dict[str, Tensor], data: TaskData, inner_lr: f
         ``return_inputs``, the stacked copies).
     """
     check_positive("inner_lr", inner_lr)
-    K = data.num_tasks
-    stacked = {n: (p if _is_stacked(policy, n, p) else p.unsqueeze(0).expand(K, *p.shape))
-               for n, p in params.items()}
+    stacked = _stack(policy, params, data.num_tasks)
     # Outside grad mode (line search, evaluation) nothing is differentiated through: fresh leaves. (A view
     # made under no_grad of a leaf still claims requires_grad, but is not connected to the graph.)
     tracking = torch.is_grad_enabled()
@@ -302,8 +300,9 @@ def adapt_steps(policy: Policy, params: dict[str, Tensor], pres: Sequence[TaskDa
     current = params
     logps = []
     for data in pres:
-        stacked = {n: (p if _is_stacked(policy, n, p) else p.unsqueeze(0).expand(data.num_tasks, *p.shape))
-                   for n, p in current.items()}
+        # One view for the log-probabilities and the step: DiCE's score term and the inner gradient then
+        # reach theta through the same tensors.
+        stacked = _stack(policy, current, data.num_tasks)
         if with_log_probs:
             logps.append(_log_probs(policy, stacked, data))
         current = adapt(policy, stacked, data, inner_lr, estimator, create_graph=create_graph,
@@ -311,9 +310,11 @@ def adapt_steps(policy: Policy, params: dict[str, Tensor], pres: Sequence[TaskDa
     return current, logps
 
 
-def _is_stacked(policy: Policy, name: str, p: Tensor) -> bool:
-    own = dict(policy.named_parameters())[name]
-    return p.dim() == own.dim() + 1
+def _stack(policy: Policy, params: dict[str, Tensor], num_tasks: int) -> dict[str, Tensor]:
+    """Shared parameters expanded to ``[num_tasks, *shape]`` (a view); stacked ones returned as they are."""
+    own = dict(policy.named_parameters())
+    return {n: (p if p.dim() == own[n].dim() + 1 else p.unsqueeze(0).expand(num_tasks, *p.shape))
+            for n, p in params.items()}
 
 
 def outer_loss(policy: Policy, adapted: dict[str, Tensor], post: TaskData, old_log_probs: Tensor,
