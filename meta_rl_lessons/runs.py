@@ -35,7 +35,6 @@ import json
 import math
 import os
 import platform
-import random
 import shutil
 import socket
 import subprocess
@@ -43,6 +42,21 @@ import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from meta_rl_lessons.serialization import (  # noqa: F401 - re-exported: runs' public names
+    CheckpointError,
+    from_safe,
+    generator_state,
+    get_path,
+    global_rng_state,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+    set_generator_state,
+    set_global_rng_state,
+    set_path,
+    to_safe,
+)
 
 __all__ = [
     "CHECKPOINT",
@@ -76,179 +90,6 @@ CHECKPOINT = "checkpoint.pt"
 def utc_now() -> str:
     """The current time as an ISO 8601 string in UTC, to the second."""
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-
-
-# ============================================================================ safe (weights_only) values
-def to_safe(obj: Any) -> Any:
-    """NumPy arrays -> tensors, NumPy scalars -> Python numbers, tuples -> lists, recursively.
-
-    The result can be saved with ``torch.save`` and read back with ``torch.load(..., weights_only=True)``.
-    """
-    import numpy as np
-    import torch
-
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.array(obj, copy=True))
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().clone()
-    if isinstance(obj, Mapping):
-        return {k: to_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_safe(v) for v in obj]
-    return obj
-
-
-def from_safe(obj: Any) -> Any:
-    """Tensors -> NumPy arrays, recursively (for state that the trainer keeps in NumPy)."""
-    import torch
-
-    if isinstance(obj, torch.Tensor):
-        return obj.numpy().copy()
-    if isinstance(obj, Mapping):
-        return {k: from_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [from_safe(v) for v in obj]
-    return obj
-
-
-def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` atomically: to a temporary file in the same directory, then ``os.replace``.
-
-    An interruption while writing leaves the previous checkpoint intact (never half a file).
-    """
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(to_safe(dict(state)), tmp)
-        with open(tmp, "rb") as fh:  # make the bytes durable before the rename makes them visible
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(..., weights_only=True)`` onto the CPU.
-
-    Raises:
-        FileNotFoundError: naming the missing file.
-    """
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-# ============================================================================ random-number generators
-def global_rng_state() -> dict[str, Any]:
-    """The state of Python's ``random``, NumPy's legacy global generator and torch's global generators."""
-    import numpy as np
-    import torch
-
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002 - the legacy global generator
-    state: dict[str, Any] = {
-        "python": {"version": version, "internal": list(internal), "gauss": gauss},
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "torch": torch.get_rng_state(),
-        "cuda": [s.clone() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def set_global_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`global_rng_state`. CUDA states are restored only if as many devices exist."""
-    import numpy as np
-    import torch
-
-    py = state["python"]
-    random.setstate((int(py["version"]), tuple(int(x) for x in py["internal"]), py["gauss"]))
-    n = state["numpy"]
-    keys = n["keys"].numpy() if isinstance(n["keys"], torch.Tensor) else n["keys"]
-    keys = np.asarray(keys, dtype=np.uint32)
-    np.random.set_state((n["name"], keys, int(n["pos"]), int(n["has_gauss"]), float(n["cached"])))  # noqa: NPY002
-    torch.set_rng_state(state["torch"])
-    cuda = state.get("cuda") or []
-    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-        torch.cuda.set_rng_state_all(cuda)
-
-
-def generator_state(gen: Any) -> dict[str, Any]:
-    """The state of one generator: ``numpy.random.Generator``, ``numpy.random.RandomState``,
-    ``torch.Generator`` or ``random.Random``, as a ``weights_only``-safe dict with a ``kind`` key.
-
-    Raises:
-        TypeError: for any other object (naming its type).
-    """
-    import numpy as np
-    import torch
-
-    if isinstance(gen, np.random.Generator):
-        return {"kind": "numpy.Generator", "state": json.dumps(gen.bit_generator.state)}
-    if isinstance(gen, np.random.RandomState):
-        name, keys, pos, has_gauss, cached = gen.get_state()
-        return {"kind": "numpy.RandomState", "state": json.dumps(
-            [name, keys.tolist(), int(pos), int(has_gauss), float(cached)])}
-    if isinstance(gen, torch.Generator):
-        return {"kind": "torch.Generator", "state": gen.get_state().clone()}
-    if isinstance(gen, random.Random):
-        version, internal, gauss = gen.getstate()
-        return {"kind": "random.Random", "state": json.dumps([version, list(internal), gauss])}
-    raise TypeError(f"cannot capture the state of a {type(gen).__module__}.{type(gen).__qualname__}; "
-                    "supported: numpy.random.Generator/RandomState, torch.Generator, random.Random")
-
-
-def set_generator_state(gen: Any, state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`generator_state`, in place.
-
-    Raises:
-        TypeError: when ``gen`` is not of the kind the state was taken from.
-    """
-    import numpy as np
-    import torch
-
-    kind = state["kind"]
-    if kind == "numpy.Generator" and isinstance(gen, np.random.Generator):
-        gen.bit_generator.state = json.loads(state["state"])
-    elif kind == "numpy.RandomState" and isinstance(gen, np.random.RandomState):
-        name, keys, pos, has_gauss, cached = json.loads(state["state"])
-        gen.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    elif kind == "torch.Generator" and isinstance(gen, torch.Generator):
-        gen.set_state(state["state"])
-    elif kind == "random.Random" and isinstance(gen, random.Random):
-        version, internal, gauss = json.loads(state["state"])
-        gen.setstate((version, tuple(internal), gauss))
-    else:
-        raise TypeError(f"checkpoint holds a {kind} state but the object is a {type(gen).__qualname__}")
-
-
-def get_path(obj: Any, path: str) -> Any:
-    """``get_path(trainer, "sampler.env.generator")`` follows the dotted attribute path.
-
-    Raises:
-        AttributeError: naming the first missing attribute and the object it is missing on.
-    """
-    for part in path.split("."):
-        if not hasattr(obj, part):
-            raise AttributeError(f"{type(obj).__qualname__} has no attribute {part!r} (in path {path!r})")
-        obj = getattr(obj, part)
-    return obj
-
-
-def set_path(obj: Any, path: str, value: Any) -> None:
-    """Set the attribute at a dotted path (the parent must exist)."""
-    head, _, last = path.rpartition(".")
-    setattr(get_path(obj, head) if head else obj, last, value)
 
 
 # ============================================================================ provenance

@@ -67,7 +67,7 @@ from meta_rl_lessons.envs.base import TaskFamily
 from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_returns, gae
 from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
-from meta_rl_lessons.rl.trpo import conjugate_gradient, flat_concat, line_search, unflatten_like
+from meta_rl_lessons.rl.trpo import apply_step, flat_concat, line_search, trust_region_step, unflatten_like
 from meta_rl_lessons.rl.utils import CSVLogger, check_positive, progress, resolve_device, set_seed
 
 __all__ = [
@@ -697,12 +697,7 @@ class MAMLTRPO:
                     dist_c = self.policy.per_task(post_c.obs, old)
             fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, "maml", False,
                                       c.cg_damping, old)
-        direction = conjugate_gradient(fvp, -g, c.cg_iters)
-        shs = 0.5 * (direction @ fvp(direction))
-        if not torch.isfinite(shs) or shs <= 0:
-            raise FloatingPointError(
-                f"MAML-TRPO: s^T H s = {float(shs):.3e} is not positive; raise cg_damping")
-        full_step = direction * torch.sqrt(c.max_kl / shs)
+        full_step = trust_region_step(fvp, g, c.max_kl, c.cg_iters, "MAML-TRPO")
         del fvp
 
         def evaluate(step: Tensor) -> tuple[float, float]:
@@ -728,9 +723,7 @@ class MAMLTRPO:
         result = line_search(evaluate, full_step, loss, c.max_kl, None, 0.0, c.backtrack_ratio,
                              c.max_backtracks)
         if result.accepted:
-            with torch.no_grad():
-                for p, d in zip(theta, unflatten_like(result.step, theta), strict=True):
-                    p.add_(d)
+            apply_step(theta, result.step)
         return {"surrogate_before": loss, "surrogate_after": result.loss, "kl": result.kl,
                 "step_fraction": result.fraction, "accepted": float(result.accepted)}
 

@@ -228,6 +228,37 @@ def line_search(
     return LineSearchResult(False, torch.zeros_like(full_step), 0.0, loss_before, 0.0, max_backtracks)
 
 
+def trust_region_step(fvp: Callable[[Tensor], Tensor], gradient: Tensor, max_kl: float, cg_iters: int = 10,
+                      what: str = "TRPO") -> Tensor:
+    r"""The full trust-region step (eq. trpo-step): :math:`s = \sqrt{2\delta / d^\top F d}\; d` with
+    :math:`d \approx -F^{-1} g` from :func:`conjugate_gradient`, so that :math:`\tfrac12 s^\top F s = \delta`.
+
+    Shared by :class:`TRPO` (``F`` the Fisher matrix) and MAML-TRPO (``F`` the meta-KL's Hessian).
+
+    Args:
+        fvp: ``v [n] -> F v [n]`` (damping included).
+        gradient: ``[n]``, the gradient :math:`g` of the surrogate *loss*.
+        max_kl: the radius :math:`\delta`.
+        cg_iters: conjugate-gradient iterations.
+        what: the algorithm's name, for the error message.
+
+    Raises:
+        FloatingPointError: when :math:`d^\top F d` is not positive (the curvature is singular at ``d``).
+    """
+    direction = conjugate_gradient(fvp, -gradient, cg_iters)  # d ~ -F^{-1} g  (a descent direction)
+    shs = 0.5 * (direction @ fvp(direction))
+    if not torch.isfinite(shs) or shs <= 0:
+        raise FloatingPointError(f"{what}: s^T F s = {float(shs):.3e} is not positive; increase cg_damping")
+    return direction * torch.sqrt(max_kl / shs)
+
+
+@torch.no_grad()
+def apply_step(params: Sequence[Tensor], step: Tensor) -> None:
+    """Add the flat ``step`` to ``params`` in place (the inverse of :func:`flat_concat`'s layout)."""
+    for p, d in zip(params, unflatten_like(step, params), strict=True):
+        p.add_(d)
+
+
 # ============================================================================ the algorithm
 @dataclass
 class TRPOConfig:
@@ -415,11 +446,7 @@ class TRPO:
             n_rows = max(1, int(round(c.fvp_subsample * obs.shape[0])))
             rows = torch.randperm(obs.shape[0], device=obs.device)[:n_rows]
         fvp = fisher_vector_product(lambda: mean_kl(rows=rows), params, c.cg_damping)
-        direction = conjugate_gradient(fvp, -g, c.cg_iters)  # s ~ -F^{-1} g  (a descent direction)
-        shs = 0.5 * (direction @ fvp(direction))  # (eq. trpo-step): beta = sqrt(2 delta / s^T F s)
-        if not torch.isfinite(shs) or shs <= 0:
-            raise FloatingPointError(f"TRPO: s^T F s = {float(shs):.3e} is not positive; increase cg_damping")
-        full_step = direction * torch.sqrt(c.max_kl / shs)
+        full_step = trust_region_step(fvp, g, c.max_kl, c.cg_iters)  # (eq. trpo-step)
         expected = float(-(g @ full_step))
 
         def evaluate(step: Tensor) -> tuple[float, float]:
@@ -429,9 +456,7 @@ class TRPO:
         result = line_search(evaluate, full_step, loss.item(), c.max_kl, expected, c.accept_ratio,
                              c.backtrack_ratio, c.max_backtracks)
         if result.accepted:
-            with torch.no_grad():
-                for p, d in zip(params, unflatten_like(result.step, params), strict=True):
-                    p.add_(d)
+            apply_step(params, result.step)
         return {
             "surrogate_before": loss.item(),
             "surrogate_after": result.loss,
