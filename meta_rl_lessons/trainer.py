@@ -22,7 +22,8 @@ member                     contract
                            ``False`` stops early; returns the :class:`~meta_rl_lessons.rl.utils.CSVLogger`
 ``state_dict()``           *everything* the future depends on: networks, optimisers, normalisers, the
                            sampler's running episodes and environments, every random generator (the
-                           trainer's own and the process-wide ones it draws from)
+                           trainer's own and the process-wide ones it draws from); a snapshot (copies, not
+                           the live tensors ``nn.Module.state_dict`` returns) of weights_only-safe values
 ``load_state_dict(state)`` the inverse, on a trainer built from the same config; accepts the dict as
                            returned and as read back by :func:`~meta_rl_lessons.serialization.load_checkpoint`
 ``close()``                release environments and worker processes (idempotent)
