@@ -47,8 +47,7 @@ import torch
 from torch import Tensor
 
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.policies import ValueNetwork
-from meta_rl_lessons.rl.ppo import make_policy
+from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
 from meta_rl_lessons.rl.utils import CSVLogger, check_positive_ints, set_seed
 

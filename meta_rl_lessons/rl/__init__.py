@@ -28,9 +28,10 @@ from meta_rl_lessons.rl.policies import (
     GaussianMLPPolicy,
     ValueNetwork,
     expand_params,
+    make_policy,
     stack_params,
 )
-from meta_rl_lessons.rl.ppo import PPO, PPOConfig, make_policy
+from meta_rl_lessons.rl.ppo import PPO, PPOConfig
 from meta_rl_lessons.rl.reinforce import REINFORCE, REINFORCEConfig, reinforce_loss
 from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
 from meta_rl_lessons.rl.trpo import TRPO, TRPOConfig, conjugate_gradient, fisher_vector_product, line_search

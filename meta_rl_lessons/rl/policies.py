@@ -35,11 +35,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 from torch.func import functional_call, vmap
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 __all__ = [
     "ACTIVATIONS",
@@ -47,6 +51,7 @@ __all__ = [
     "GaussianMLPPolicy",
     "ValueNetwork",
     "expand_params",
+    "make_policy",
     "mlp",
     "stack_params",
 ]
@@ -309,3 +314,35 @@ class ValueNetwork(_FunctionalNet):
 
     def _wrap(self, raw: Tensor) -> Tensor:
         return raw.squeeze(-1)
+
+
+def make_policy(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    hidden_sizes: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    init_log_std: float = 0.0,
+) -> GaussianMLPPolicy | CategoricalMLPPolicy:
+    """The policy for a gymnasium environment's spaces: categorical for ``Discrete(n)`` actions, Gaussian
+    (state-independent log-std) for flat ``Box`` actions.
+
+    Args:
+        observation_space: a flat ``Box`` of shape ``[obs_dim]`` (e.g. ``envs.single_observation_space``).
+        action_space: ``Discrete(n)`` or a ``Box`` of shape ``[act_dim]``.
+        hidden_sizes: hidden layer widths.
+        activation: ``"tanh"`` or ``"relu"`` (see :data:`ACTIVATIONS`).
+        init_log_std: initial log standard deviation of a Gaussian policy (ignored for discrete actions).
+
+    Raises:
+        TypeError: any other observation or action space (naming it).
+    """
+    import gymnasium as gym
+
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise TypeError(f"need a flat Box observation space, got {observation_space}")
+    obs_dim = int(observation_space.shape[0])
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianMLPPolicy(obs_dim, int(action_space.shape[0]), hidden_sizes, activation, init_log_std)
+    raise TypeError(f"need a Discrete or flat Box action space, got {action_space}")

@@ -36,11 +36,12 @@ from torch import Tensor
 
 from meta_rl_lessons.rl.advantages import gae
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, ValueNetwork
+from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
     RunningMeanStd,
+    anneal_learning_rate,
     check_finite,
     check_positive,
     check_positive_ints,
@@ -50,7 +51,7 @@ from meta_rl_lessons.rl.utils import (
     set_seed,
 )
 
-__all__ = ["PPO", "PPOConfig", "make_policy"]
+__all__ = ["PPO", "PPOConfig"]
 
 
 @dataclass
@@ -138,24 +139,6 @@ class PPOConfig:
                 f"PPOConfig.minibatch_size={self.minibatch_size} must divide num_envs * num_steps = {batch}"
             )
         self.hidden_sizes = tuple(self.hidden_sizes)
-
-
-def make_policy(
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    hidden_sizes: tuple[int, ...] = (64, 64),
-    activation: str = "tanh",
-    init_log_std: float = 0.0,
-) -> GaussianMLPPolicy | CategoricalMLPPolicy:
-    """A categorical policy for ``Discrete`` actions, a Gaussian one for ``Box`` actions."""
-    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise TypeError(f"need a flat Box observation space, got {observation_space}")
-    obs_dim = int(observation_space.shape[0])
-    if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, activation)
-    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianMLPPolicy(obs_dim, int(action_space.shape[0]), hidden_sizes, activation, init_log_std)
-    raise TypeError(f"need a Discrete or flat Box action space, got {action_space}")
 
 
 class PPO:
@@ -278,9 +261,7 @@ class PPO:
         """Collect one rollout and update on it; returns (and logs) the metrics."""
         c = self.config
         if c.anneal_lr:
-            frac = 1.0 - self.iterations_done / self.num_iterations
-            for group in self.optimizer.param_groups:
-                group["lr"] = max(frac, 0.0) * c.learning_rate
+            anneal_learning_rate(self.optimizer, c.learning_rate, self.iterations_done / self.num_iterations)
         t0 = time.perf_counter()
         batch = self.sampler.collect_steps(c.num_steps)
         t1 = time.perf_counter()

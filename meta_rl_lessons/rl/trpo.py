@@ -40,8 +40,7 @@ from torch.distributions import kl_divergence
 
 from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_returns, gae, normalize_advantages
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.policies import ValueNetwork
-from meta_rl_lessons.rl.ppo import make_policy
+from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
 from meta_rl_lessons.rl.utils import (
     CSVLogger,

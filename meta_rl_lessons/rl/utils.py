@@ -19,6 +19,7 @@ from torch import Tensor
 
 __all__ = [
     "CSVLogger",
+    "anneal_learning_rate",
     "make_adam",
     "mujoco_warnings_to_python",
     "RunningMeanStd",
@@ -81,6 +82,15 @@ def make_adam(params: Iterable[Tensor], lr: float, eps: float = 1e-8) -> torch.o
         return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=lr, eps=eps)
+
+
+def anneal_learning_rate(optimizer: torch.optim.Optimizer, base_lr: float, fraction_done: float) -> float:
+    """Linear learning-rate decay: set every parameter group's ``lr`` to ``max(1 - fraction_done, 0) *
+    base_lr`` and return it (PPO's and RL²'s ``anneal_lr``; ``fraction_done`` = iterations done / total)."""
+    lr = max(1.0 - fraction_done, 0.0) * base_lr
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
 
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
