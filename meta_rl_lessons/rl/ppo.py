@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -36,6 +38,7 @@ from torch import Tensor
 
 from meta_rl_lessons.rl.advantages import gae
 from meta_rl_lessons.rl.batch import EpisodeBatch
+from meta_rl_lessons.rl.losses import clipped_surrogate, explained_variance, value_loss
 from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
 from meta_rl_lessons.rl.utils import (
@@ -45,11 +48,14 @@ from meta_rl_lessons.rl.utils import (
     check_finite,
     check_positive,
     check_positive_ints,
+    check_state,
+    config_state,
     make_adam,
-    progress,
     resolve_device,
     set_seed,
 )
+from meta_rl_lessons.serialization import from_safe, to_safe
+from meta_rl_lessons.trainer import TrainerBase, load_rng_state, rng_state
 
 __all__ = ["PPO", "PPOConfig"]
 
@@ -141,14 +147,21 @@ class PPOConfig:
         self.hidden_sizes = tuple(self.hidden_sizes)
 
 
-class PPO:
-    """PPO trainer: ``PPO(config).train()``; or one iteration at a time with :meth:`iteration`.
+class PPO(TrainerBase):
+    """PPO trainer: ``PPO(config).train()``; or one iteration at a time with :meth:`iteration` (the
+    :class:`~meta_rl_lessons.trainer.Trainer` protocol).
 
     Attributes:
         policy, value: the networks (on ``device``).
         sampler: the :class:`VectorSampler` (its ``obs_normalizer`` holds the observation statistics).
         logger: :class:`CSVLogger` with one row of metrics per iteration.
     """
+
+    name = "ppo"
+    return_key = "episode_return"
+    #: The entries of :meth:`state_dict` that make up the learner (networks, optimiser, normalisers): what
+    #: PBT's exploit copies from another trial (:mod:`meta_rl_lessons.adaptive.trial`).
+    LEARNER_KEYS = ("policy", "value", "optimizer", "obs_rms", "return_rms")
 
     def __init__(self, config: PPOConfig, envs: gym.vector.VectorEnv | None = None) -> None:
         self.config = c = config
@@ -169,9 +182,15 @@ class PPO:
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed, obs_normalizer=obs_rms)
         self.return_rms = RunningMeanStd(()) if c.normalize_rewards else None
         self._discounted = np.zeros(c.num_envs)  # running discounted return, for reward normalisation
-        self.num_iterations = max(1, c.total_steps // (c.num_envs * c.num_steps))
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
+        self._closed = False
+
+    @property
+    def total_iterations(self) -> int:
+        """``total_steps // (num_envs * num_steps)`` rollouts (at least one)."""
+        c = self.config
+        return max(1, c.total_steps // (c.num_envs * c.num_steps))
 
     # ------------------------------------------------------------------ pieces
     def _scale_rewards(self, batch: EpisodeBatch) -> Tensor:
@@ -201,67 +220,60 @@ class PPO:
                        batch.mask)
         return adv, ret, values
 
+    def loss(self, obs: Tensor, actions: Tensor, old_log_probs: Tensor, advantages: Tensor, returns: Tensor,
+             old_values: Tensor) -> tuple[Tensor, Tensor]:
+        """The loss of one minibatch (all arguments ``[M, ...]``, from the rollout) and its statistics
+        ``[policy_loss, value_loss, entropy, approx_kl, clip_fraction]`` (detached)."""
+        c = self.config
+        if c.normalize_advantages and advantages.numel() > 1:
+            # per minibatch; not normalize_advantages(), whose masked sums round differently from mean/std
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        dist = self.policy(obs)
+        policy_loss, diag = clipped_surrogate(dist.log_prob(actions), old_log_probs, advantages, c.clip_coef)
+        v_loss = value_loss(self.value(obs), returns, old_values if c.clip_value_loss else None, c.clip_coef)
+        entropy = dist.entropy().mean()
+        loss = policy_loss + c.value_coef * v_loss - c.entropy_coef * entropy
+        stats = torch.stack([policy_loss, v_loss, entropy, diag["approx_kl"], diag["clip_fraction"]])
+        return loss, stats.detach()
+
     def update(self, batch: EpisodeBatch) -> dict[str, float]:
         """Minibatch epochs of the clipped objective on one rollout; returns the iteration's metrics."""
         c = self.config
         adv, ret, old_values = self.advantages(batch)
-        n = batch.rewards.numel()
+        n = batch.rewards.numel()  # the rollout [T, B] flattened to n = T * B rows
         obs = batch.observations.reshape(n, -1)
         actions = batch.actions.reshape(n, *batch.actions.shape[2:])
         old_logp, adv, ret, old_values = (x.reshape(n) for x in (batch.log_probs, adv, ret, old_values))
         params = [*self.policy.parameters(), *self.value.parameters()]
-        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-        stats: list[Tensor] = []  # one row of the metrics above per minibatch, read out once at the end
+        stats: list[Tensor] = []  # one row per minibatch step, read out once at the end
         stopped_early = False
         for _epoch in range(c.update_epochs):
-            perm = torch.randperm(n, device=self.device)
-            for start in range(0, n, c.minibatch_size):
-                idx = perm[start:start + c.minibatch_size]
-                dist = self.policy(obs[idx])
-                logp = dist.log_prob(actions[idx])
-                log_ratio = logp - old_logp[idx]
-                ratio = log_ratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1) - log_ratio).mean()
-                if c.target_kl is not None and approx_kl > 1.5 * c.target_kl:
+            for idx in torch.randperm(n, device=self.device).split(c.minibatch_size):
+                loss, row = self.loss(obs[idx], actions[idx], old_logp[idx], adv[idx], ret[idx],
+                                      old_values[idx])
+                if c.target_kl is not None and row[3] > 1.5 * c.target_kl:  # row[3]: approx_kl, moved too far
                     stopped_early = True
                     break
-                a = adv[idx]
-                if c.normalize_advantages and a.numel() > 1:
-                    a = (a - a.mean()) / (a.std() + 1e-8)
-                # (eq. ppo-clip): pessimistic bound of the unclipped and clipped surrogate
-                pg_loss = -torch.min(ratio * a, ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef) * a).mean()
-                v = self.value(obs[idx])
-                if c.clip_value_loss:
-                    v_clip = old_values[idx] + (v - old_values[idx]).clamp(-c.clip_coef, c.clip_coef)
-                    v_loss = torch.max((v - ret[idx]) ** 2, (v_clip - ret[idx]) ** 2).mean()
-                else:
-                    v_loss = ((v - ret[idx]) ** 2).mean()
-                entropy = dist.entropy().mean()
-                loss = check_finite("PPO loss", pg_loss + c.value_coef * v_loss - c.entropy_coef * entropy)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                check_finite("PPO loss", loss).backward()
                 if math.isfinite(c.max_grad_norm):
                     torch.nn.utils.clip_grad_norm_(params, c.max_grad_norm)
                 self.optimizer.step()
-                with torch.no_grad():
-                    clip_fraction = ((ratio - 1).abs() > c.clip_coef).float().mean()
-                    stats.append(torch.stack([pg_loss, v_loss, entropy, approx_kl, clip_fraction]))
+                stats.append(row)
             if stopped_early:
                 break
+        names = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
         means = torch.stack(stats).mean(0).tolist() if stats else [math.nan] * len(names)
-        out = dict(zip(names, means, strict=True))
-        var_ret = ret.var()
-        out["explained_variance"] = float(1 - (ret - old_values).var() / var_ret) if var_ret > 0 else math.nan
-        out["stopped_early"] = float(stopped_early)
-        out["minibatch_steps"] = float(len(stats))
-        return out
+        return {**dict(zip(names, means, strict=True)),
+                "explained_variance": explained_variance(ret, old_values),
+                "stopped_early": float(stopped_early), "minibatch_steps": float(len(stats))}
 
     def iteration(self) -> dict[str, float]:
         """Collect one rollout and update on it; returns (and logs) the metrics."""
         c = self.config
         if c.anneal_lr:
-            anneal_learning_rate(self.optimizer, c.learning_rate, self.iterations_done / self.num_iterations)
+            done = self.iterations_done / self.total_iterations
+            anneal_learning_rate(self.optimizer, c.learning_rate, done)
         t0 = time.perf_counter()
         batch = self.sampler.collect_steps(c.num_steps)
         t1 = time.perf_counter()
@@ -283,44 +295,57 @@ class PPO:
         self.logger.log(row)
         return row
 
-    def train(self) -> CSVLogger:
-        """Run ``total_steps // (num_envs * num_steps)`` iterations; returns the metrics logger."""
-        bar = progress(total=self.num_iterations, desc="PPO", enabled=self.config.progress)
-        last_return = math.nan
-        while self.iterations_done < self.num_iterations:
-            row = self.iteration()
-            if not math.isnan(row["episode_return"]):
-                last_return = row["episode_return"]
-            bar.set_postfix(ret=f"{last_return:.1f}", kl=f"{row['approx_kl']:.3f}", refresh=False)
-            bar.update(1)
-        bar.close()
-        return self.logger
+    def close(self) -> None:
+        """Close the vector environment (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self.envs.close()
 
     # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict:
-        """Everything needed to act (and resume): networks, optimiser, normalisation statistics, config."""
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next iterations depend on (``weights_only``-safe): config, networks, optimiser,
+        normalisation statistics, the running discounted returns of reward normalisation, the sampler (its
+        running episodes and environments) and the process-wide generators the iterations draw from."""
         rms = self.sampler.obs_normalizer
-        return {
-            "config": asdict(self.config),
+        return to_safe({
+            "config": config_state(self.config),
+            "iterations_done": self.iterations_done,
             "policy": self.policy.state_dict(),
             "value": self.value.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "obs_rms": None if rms is None else rms.state_dict(),
             "return_rms": None if self.return_rms is None else self.return_rms.state_dict(),
-            "iterations_done": self.iterations_done,
-        }
+            "discounted": self._discounted.copy(),
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+        })
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s result (also as read back by
+        :func:`~meta_rl_lessons.serialization.load_checkpoint`) on a PPO built from the same config.
+
+        Raises:
+            ValueError: missing entries, or a state saved with another config (naming the fields).
+        """
+        check_state("PPO", self.config, state,
+                    ("iterations_done", *self.LEARNER_KEYS, "discounted", "sampler", "rng"))
         self.policy.load_state_dict(state["policy"])
         self.value.load_state_dict(state["value"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if state["obs_rms"] is not None:
-            if self.sampler.obs_normalizer is None:
-                raise ValueError("checkpoint has observation statistics but normalize_observations=False")
-            self.sampler.obs_normalizer.load_state_dict(state["obs_rms"])
-        if state["return_rms"] is not None and self.return_rms is not None:
-            self.return_rms.load_state_dict(state["return_rms"])
+        for name, rms in (("obs_rms", self.sampler.obs_normalizer), ("return_rms", self.return_rms)):
+            if (state[name] is None) != (rms is None):  # (the config check already refuses this)
+                theirs, mine = ("absent" if x is None else "set" for x in (state[name], rms))
+                raise ValueError(f"PPO.load_state_dict: {name} is {theirs} in the state but {mine} here")
+            if rms is not None:
+                rms.load_state_dict(state[name])
+        discounted = np.array(from_safe(state["discounted"]), dtype=np.float64)
+        if discounted.shape != self._discounted.shape:
+            raise ValueError(f"PPO.load_state_dict: discounted has shape {discounted.shape}, expected "
+                             f"{self._discounted.shape} ([num_envs])")
+        self._discounted = discounted
+        self.sampler.load_state_dict(state["sampler"])
         self.iterations_done = int(state["iterations_done"])
+        load_rng_state(state["rng"])  # last: nothing after it draws random numbers
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:

@@ -29,6 +29,8 @@ batch lives there too. Environment data is gathered in NumPy and converted once 
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -165,6 +167,91 @@ class VectorSampler:
         self._returns: list[float] = []
         self._lengths: list[int] = []
         self.total_steps = 0  # environment steps taken (all sub-environments)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next rollout depends on (``weights_only``-safe): the running episodes (current raw
+        observations ``[num_envs, obs_dim]``, returns and lengths so far ``[num_envs]``), the finished
+        episodes not yet popped, the step count, the observation normaliser's ``training`` flag (its
+        statistics belong to the trainer's state) and the environments' state.
+
+        The environments' state is ``envs.state_dict()`` where the vector env has one, else
+        :func:`~meta_rl_lessons.serialization.env_state` (``SyncVectorEnv`` of classic-control or MuJoCo
+        envs). For any other environment ``"envs"`` is ``None`` and ``"inexact"`` says why:
+        :meth:`load_state_dict` then warns and restarts the running episodes.
+        """
+        from meta_rl_lessons.serialization import env_state, to_safe
+
+        try:
+            envs = self.envs.state_dict() if hasattr(self.envs, "state_dict") else env_state(self.envs)
+            inexact = None
+        except NotImplementedError as err:
+            envs, inexact = None, str(err)
+        rms = self.obs_normalizer
+        return to_safe({
+            "num_envs": self.num_envs,
+            "obs": None if self._obs is None else np.array(self._obs),
+            "ep_return": self._ep_return.copy(), "ep_length": self._ep_length.copy(),
+            "returns": list(self._returns), "lengths": list(self._lengths),
+            "total_steps": int(self.total_steps),
+            "obs_normalizer_training": None if rms is None else bool(rms.training),
+            "envs": envs, "inexact": inexact,
+        })
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`, on a sampler over a freshly built vector env of the same kind;
+        accepts the dict as returned and as read back by
+        :func:`~meta_rl_lessons.serialization.load_checkpoint`.
+
+        Raises:
+            ValueError: the state lacks entries or is for another number of sub-environments or another
+                observation size (naming what differs).
+        """
+        from meta_rl_lessons.serialization import from_safe, load_env_state
+
+        keys = ("num_envs", "obs", "ep_return", "ep_length", "returns", "lengths", "total_steps",
+                "obs_normalizer_training", "envs", "inexact")
+        if not isinstance(state, Mapping) or any(k not in state for k in keys):
+            have = sorted(state) if isinstance(state, Mapping) else type(state).__name__
+            raise ValueError(f"VectorSampler.load_state_dict needs the entries {list(keys)}, got {have}")
+        if int(state["num_envs"]) != self.num_envs:
+            raise ValueError(f"VectorSampler state is for {state['num_envs']} sub-environments, this sampler "
+                             f"has {self.num_envs}")
+        # copies (np.array), so stepping never writes into the state
+        obs = None if state["obs"] is None else np.array(from_safe(state["obs"]))
+        obs_shape = (self.num_envs, *self.envs.single_observation_space.shape)
+        if obs is not None and obs.shape != obs_shape:
+            raise ValueError(f"VectorSampler state: obs has shape {obs.shape}, expected {obs_shape} "
+                             "([num_envs, obs_dim])")
+        ep_return = np.array(from_safe(state["ep_return"]), dtype=np.float64)
+        ep_length = np.array(from_safe(state["ep_length"]), dtype=np.int64)
+        for name, x in (("ep_return", ep_return), ("ep_length", ep_length)):
+            if x.shape != (self.num_envs,):
+                raise ValueError(f"VectorSampler state: {name} has shape {x.shape}, expected "
+                                 f"({self.num_envs},) ([num_envs])")
+        training = state["obs_normalizer_training"]
+        if (training is None) != (self.obs_normalizer is None):
+            has = "has no" if training is None else "has an"
+            raise ValueError(f"VectorSampler state: it {has} observation normaliser, this sampler "
+                             f"{'has one' if training is None else 'has none'}")
+        self.total_steps = int(state["total_steps"])
+        self._returns = [float(x) for x in state["returns"]]
+        self._lengths = [int(x) for x in state["lengths"]]
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.training = bool(training)
+        if state["envs"] is None:
+            warnings.warn(f"resuming the sampler is not exact: {state['inexact']}; the episodes that were "
+                          "running start again from a reset", RuntimeWarning, stacklevel=2)
+            self._obs = None  # the next rollout resets the environments
+            self._ep_return[:] = 0.0
+            self._ep_length[:] = 0
+            return
+        if hasattr(self.envs, "load_state_dict"):
+            self.envs.load_state_dict(state["envs"])
+        else:
+            load_env_state(self.envs, state["envs"])
+        self._obs = obs
+        self._ep_return, self._ep_length = ep_return, ep_length
 
     # ------------------------------------------------------------------ helpers
     @property

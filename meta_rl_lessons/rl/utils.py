@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import logging
 import math
 import os
@@ -25,6 +26,8 @@ __all__ = [
     "RunningMeanStd",
     "check_finite",
     "check_positive",
+    "check_state",
+    "config_state",
     "progress",
     "resolve_device",
     "set_seed",
@@ -111,6 +114,51 @@ def check_positive_ints(config: object, *names: str) -> None:
         value = getattr(config, name)
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+#: Config fields that say where output goes, not what is computed: a state loads whatever their values.
+PRESENTATION_FIELDS: tuple[str, ...] = ("progress", "log_path")
+
+
+def config_state(config: Any) -> dict[str, Any]:
+    """A config dataclass as a state-dict entry: its fields, with tuples as lists (as a checkpoint reads
+    them back), so a state compares equal before and after a checkpoint file."""
+    from meta_rl_lessons.serialization import to_safe
+
+    return to_safe(dataclasses.asdict(config))
+
+
+def check_state(owner: str, config: Any, state: Mapping[str, Any], keys: Iterable[str]) -> None:
+    """Refuse a state that a trainer built from ``config`` cannot continue from.
+
+    Args:
+        owner: the trainer's class name, for the messages.
+        config: the trainer's config dataclass.
+        state: what ``owner.state_dict()`` returned (possibly read back from a checkpoint).
+        keys: the entries ``state`` must have besides ``"config"``.
+
+    Raises:
+        ValueError: ``state`` is not a mapping, lacks entries, or was saved from a config that differs in
+            any field but :data:`PRESENTATION_FIELDS` (naming each field with both values).
+    """
+    from meta_rl_lessons.serialization import to_safe
+
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{owner}.load_state_dict needs the dict {owner}.state_dict() returned, got a "
+                         f"{type(state).__name__}")
+    missing = [k for k in ("config", *keys) if k not in state]
+    if missing:
+        raise ValueError(f"{owner}.load_state_dict: the state has no {missing} (its keys: {sorted(state)}); "
+                         f"it is not what {owner}.state_dict() returns")
+    mine, theirs = config_state(config), to_safe(dict(state["config"]))
+    absent = "<absent>"
+    differ = [f for f in sorted(set(mine) | set(theirs))
+              if f not in PRESENTATION_FIELDS and mine.get(f, absent) != theirs.get(f, absent)]
+    if differ:
+        fields = "; ".join(f"{f}: {theirs.get(f, absent)!r} in the state, {mine.get(f, absent)!r} here"
+                           for f in differ)
+        raise ValueError(f"{owner}.load_state_dict: the state was saved with a different "
+                         f"{type(config).__name__} ({fields}); build the {owner} from the state's config")
 
 
 def check_finite(name: str, value: Tensor) -> Tensor:
