@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -47,11 +49,14 @@ from meta_rl_lessons.rl.utils import (
     check_finite,
     check_positive,
     check_positive_ints,
+    check_state,
+    config_state,
     make_adam,
-    progress,
     resolve_device,
     set_seed,
 )
+from meta_rl_lessons.serialization import to_safe
+from meta_rl_lessons.trainer import TrainerBase, load_rng_state, rng_state
 
 __all__ = ["REINFORCE", "REINFORCEConfig", "reinforce_loss", "reinforce_weights"]
 
@@ -172,8 +177,18 @@ class REINFORCEConfig:
         self.hidden_sizes = tuple(self.hidden_sizes)
 
 
-class REINFORCE:
-    """REINFORCE trainer: ``REINFORCE(config).train()`` or one :meth:`iteration` at a time."""
+class REINFORCE(TrainerBase):
+    """REINFORCE trainer: ``REINFORCE(config).train()`` or one :meth:`iteration` at a time (the
+    :class:`~meta_rl_lessons.trainer.Trainer` protocol).
+
+    Attributes:
+        policy: the policy (on ``device``); value: the value network (``baseline="value"``) or ``None``.
+        baseline: the :class:`LinearFeatureBaseline` (``baseline="linear"``) or ``None``.
+        logger: per-iteration metrics.
+    """
+
+    name = "reinforce"
+    return_key = "episode_return"
 
     def __init__(self, config: REINFORCEConfig, envs: gym.vector.VectorEnv | None = None) -> None:
         self.config = c = config
@@ -185,7 +200,7 @@ class REINFORCE:
         self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
         self.policy.to(self.device)
         self.optimizer = make_adam(self.policy.parameters(), c.learning_rate)
-        self.value, self.baseline = None, None
+        self.value = self.value_optimizer = self.baseline = None
         if c.baseline == "value":
             self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
             self.value_optimizer = make_adam(self.value.parameters(), c.value_learning_rate)
@@ -194,6 +209,12 @@ class REINFORCE:
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
+        self._closed = False
+
+    @property
+    def total_iterations(self) -> int:
+        """``config.iterations``."""
+        return self.config.iterations
 
     @torch.no_grad()
     def _values(self, batch: EpisodeBatch) -> tuple[Tensor | None, Tensor | None]:
@@ -262,22 +283,47 @@ class REINFORCE:
         self.logger.log(row)
         return row
 
-    def train(self) -> CSVLogger:
-        """Run ``config.iterations`` iterations; returns the metrics logger."""
-        bar = progress(total=self.config.iterations, desc="REINFORCE", enabled=self.config.progress)
-        while self.iterations_done < self.config.iterations:
-            row = self.iteration()
-            bar.set_postfix(ret=f"{row['episode_return']:.1f}", refresh=False)
-            bar.update(1)
-        bar.close()
-        return self.logger
+    def close(self) -> None:
+        """Close the vector environment (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self.envs.close()
 
-    def state_dict(self) -> dict:
-        return {
-            "config": asdict(self.config),
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next iterations depend on (``weights_only``-safe): config, policy and its Adam
+        state, value network and its Adam state (or the linear baseline's weights), the sampler (its
+        environments) and the process-wide generators (actions are drawn from torch's)."""
+        return to_safe({
+            "config": config_state(self.config),
+            "iterations_done": self.iterations_done,
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "value": None if self.value is None else self.value.state_dict(),
+            "value_optimizer": None if self.value_optimizer is None else self.value_optimizer.state_dict(),
             "baseline_weights": None if self.baseline is None else self.baseline.weights,
-            "iterations_done": self.iterations_done,
-        }
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+        })
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s result (also as read back by
+        :func:`~meta_rl_lessons.serialization.load_checkpoint`) on a REINFORCE built from the same config.
+
+        Raises:
+            ValueError: missing entries, or a state saved with another config (naming the fields).
+        """
+        check_state("REINFORCE", self.config, state, ("iterations_done", "policy", "optimizer", "value",
+                                                      "value_optimizer", "baseline_weights", "sampler",
+                                                      "rng"))
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.value is not None:
+            self.value.load_state_dict(state["value"])
+            self.value_optimizer.load_state_dict(state["value_optimizer"])
+        if self.baseline is not None:
+            w = state["baseline_weights"]
+            self.baseline.weights = None if w is None else w.to(self.device)
+        self.sampler.load_state_dict(state["sampler"])
+        self.iterations_done = int(state["iterations_done"])
+        load_rng_state(state["rng"])  # last: nothing after it draws random numbers

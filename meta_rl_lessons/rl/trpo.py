@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -47,11 +48,14 @@ from meta_rl_lessons.rl.utils import (
     check_finite,
     check_positive,
     check_positive_ints,
+    check_state,
+    config_state,
     make_adam,
-    progress,
     resolve_device,
     set_seed,
 )
+from meta_rl_lessons.serialization import to_safe
+from meta_rl_lessons.trainer import TrainerBase, load_rng_state, rng_state
 
 __all__ = [
     "LineSearchResult",
@@ -343,14 +347,18 @@ def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum() / mask.sum()
 
 
-class TRPO:
-    """TRPO trainer: ``TRPO(config).train()`` or one :meth:`iteration` at a time.
+class TRPO(TrainerBase):
+    """TRPO trainer: ``TRPO(config).train()`` or one :meth:`iteration` at a time (the
+    :class:`~meta_rl_lessons.trainer.Trainer` protocol).
 
     Attributes:
         policy: the policy (on ``device``); value: the value network (``baseline="value"``) or ``None``.
         baseline: the :class:`LinearFeatureBaseline` (``baseline="linear"``) or ``None``.
         logger: per-iteration metrics.
     """
+
+    name = "trpo"
+    return_key = "episode_return"
 
     def __init__(self, config: TRPOConfig, envs: gym.vector.VectorEnv | None = None) -> None:
         self.config = c = config
@@ -362,8 +370,7 @@ class TRPO:
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
         self.policy.to(self.device)
-        self.value = None
-        self.baseline = None
+        self.value = self.value_optimizer = self.baseline = None
         if c.baseline == "value":
             self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
             self.value_optimizer = make_adam(self.value.parameters(), c.value_learning_rate)
@@ -372,6 +379,12 @@ class TRPO:
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
+        self._closed = False
+
+    @property
+    def total_iterations(self) -> int:
+        """``config.iterations``."""
+        return self.config.iterations
 
     # ------------------------------------------------------------------ advantages
     @torch.no_grad()
@@ -491,29 +504,44 @@ class TRPO:
         self.logger.log(row)
         return row
 
-    def train(self) -> CSVLogger:
-        """Run ``config.iterations`` iterations; returns the metrics logger."""
-        bar = progress(total=self.config.iterations, desc="TRPO", enabled=self.config.progress)
-        while self.iterations_done < self.config.iterations:
-            row = self.iteration()
-            bar.set_postfix(ret=f"{row['episode_return']:.1f}", kl=f"{row['kl']:.4f}", refresh=False)
-            bar.update(1)
-        bar.close()
-        return self.logger
+    def close(self) -> None:
+        """Close the vector environment (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self.envs.close()
 
-    def state_dict(self) -> dict:
-        return {
-            "config": asdict(self.config),
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next iterations depend on (``weights_only``-safe): config, policy, value network
+        and its Adam state (or the linear baseline's weights), the sampler (its environments) and the
+        process-wide generators (actions and the Fisher subsample are drawn from torch's)."""
+        return to_safe({
+            "config": config_state(self.config),
+            "iterations_done": self.iterations_done,
             "policy": self.policy.state_dict(),
             "value": None if self.value is None else self.value.state_dict(),
+            "value_optimizer": None if self.value_optimizer is None else self.value_optimizer.state_dict(),
             "baseline_weights": None if self.baseline is None else self.baseline.weights,
-            "iterations_done": self.iterations_done,
-        }
+            "sampler": self.sampler.state_dict(),
+            "rng": rng_state(),
+        })
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s result (also as read back by
+        :func:`~meta_rl_lessons.serialization.load_checkpoint`) on a TRPO built from the same config.
+
+        Raises:
+            ValueError: missing entries, or a state saved with another config (naming the fields).
+        """
+        check_state("TRPO", self.config, state, ("iterations_done", "policy", "value", "value_optimizer",
+                                                 "baseline_weights", "sampler", "rng"))
         self.policy.load_state_dict(state["policy"])
-        if self.value is not None and state["value"] is not None:
+        if self.value is not None:
             self.value.load_state_dict(state["value"])
+            self.value_optimizer.load_state_dict(state["value_optimizer"])
         if self.baseline is not None:
-            self.baseline.weights = state["baseline_weights"]
+            w = state["baseline_weights"]
+            self.baseline.weights = None if w is None else w.to(self.device)
+        self.sampler.load_state_dict(state["sampler"])
         self.iterations_done = int(state["iterations_done"])
+        load_rng_state(state["rng"])  # last: nothing after it draws random numbers
