@@ -15,6 +15,10 @@ Two kinds of content share the layout:
 ``next_observations[t]`` is the observation *after* step ``t``: at an episode boundary it is the true final
 observation (before any reset), which is what a critic must bootstrap from when the episode was
 *truncated* by a time limit. (Bootstrapping from the reset observation is a common silent bug.)
+
+It lives at the top of the package because both layers fill it: the environments' samplers
+(:mod:`meta_rl_lessons.envs.sampler`) and the RL code (:mod:`meta_rl_lessons.rl.sampling`, which also
+re-exports it as ``meta_rl_lessons.rl.batch.EpisodeBatch``). ``envs/`` imports nothing from ``rl/``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor
+
+__all__ = ["EpisodeBatch"]
 
 
 @dataclass

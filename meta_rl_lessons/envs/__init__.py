@@ -36,8 +36,6 @@ with ``physics="warp"`` (``rl.sampling.make_vector_env(..., physics="warp")``).
 
 from __future__ import annotations
 
-from typing import Any
-
 from meta_rl_lessons import gl
 from meta_rl_lessons.registration import ENV_IDS, register_envs
 
@@ -47,6 +45,7 @@ gl.configure()
 from .bandit import BanditTask, BatchedBernoulliBandit, BernoulliBanditEnv, BernoulliBanditFamily
 from .base import MetaEnvMixin, TaskFamily, as_generator
 from .batched import BatchedEnv
+from .families import FAMILIES, family_arguments, make_family
 from .inventory import BatchedInventory, InventoryEnv, InventoryFamily, InventoryTask
 from .locomotion import (
     AntDirEnv,
@@ -78,27 +77,11 @@ from .tabular_mdp import (
 from .warp_batched import WarpBatchedEnv, warp_available, warp_devices
 from .warp_vector import WarpVectorEnv
 
-#: Family classes by name (the ``<Name>`` of ``MetaRL/<Name>-v0``).
-FAMILIES: dict[str, type[TaskFamily]] = {
-    cls.name: cls
-    for cls in (BernoulliBanditFamily, TabularMDPFamily, Navigation2DFamily, HalfCheetahVelFamily,
-                HalfCheetahDirFamily, AntVelFamily, AntDirFamily, AntGoalFamily)
-}
-FAMILIES[InventoryFamily.name] = InventoryFamily  # chapter "Applications"
-
-def make_family(name: str, **kwargs: Any) -> TaskFamily:
-    """The family called ``name`` (see :data:`FAMILIES`), built with ``kwargs``."""
-    try:
-        cls = FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"unknown task family {name!r}; known families: {sorted(FAMILIES)}") from None
-    return cls(**kwargs)
-
-
 register_envs()
 
 __all__ = [
-    "ENV_IDS", "FAMILIES", "make_family", "TaskFamily", "MetaEnvMixin", "as_generator", "BatchedEnv",
+    "ENV_IDS", "FAMILIES", "family_arguments", "make_family", "TaskFamily", "MetaEnvMixin", "as_generator",
+    "BatchedEnv",
     "BanditTask", "BernoulliBanditFamily", "BernoulliBanditEnv", "BatchedBernoulliBandit",
     "MDPTask", "TabularMDPFamily", "TabularMDPEnv", "BatchedTabularMDP", "optimal_value",
     "random_policy_value", "NavigationTask", "Navigation2DFamily", "Navigation2DEnv", "BatchedNavigation2D",

@@ -39,15 +39,18 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mujoco
 import numpy as np
 import torch
+from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from torch import Tensor
 
 from .base import as_generator
-from .locomotion import LocomotionFamily, _AntBase
+
+if TYPE_CHECKING:  # the locomotion families build this env (lazily): no import back at run time
+    from .locomotion import LocomotionFamily
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -88,7 +91,7 @@ def adopt_template(obj: Any, family: LocomotionFamily, env_kwargs: dict[str, Any
     obj.frame_skip = env.frame_skip
     obj.dt = env.dt
     obj.max_episode_steps = env.horizon
-    obj.is_ant = isinstance(env, _AntBase)
+    obj.is_ant = isinstance(env, AntEnv)  # the Ant families: contact forces in the observation
     obj.reward_fn = type(env).reward_fn
     obj.action_dim = obj.model.nu
     obj.observation_shape = env.observation_space.shape
@@ -150,7 +153,7 @@ def _worker_main(conn, family, env_kwargs, lo, hi, raws, shapes) -> None:  # pra
 
     try:
         env = family.make_env(**env_kwargs)
-        model, fs, is_ant = env.model, env.frame_skip, isinstance(env, _AntBase)
+        model, fs, is_ant = env.model, env.frame_skip, isinstance(env, AntEnv)
         datas = [mujoco.MjData(model) for _ in range(lo, hi)]
         buf = _views(raws, shapes)
         conn.send(("ok", time.process_time()))

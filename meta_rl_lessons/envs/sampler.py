@@ -2,7 +2,7 @@
 
 ``MetaBatchSampler(family, num_tasks, num_episodes).sample(tasks, policy, params=None)`` runs
 ``num_episodes`` episodes on each of ``num_tasks`` tasks *together* and returns one
-:class:`~meta_rl_lessons.rl.batch.EpisodeBatch` with ``B = (num_tasks, num_episodes)``:
+:class:`~meta_rl_lessons.batch.EpisodeBatch` with ``B = (num_tasks, num_episodes)``:
 
 * cheap families (bandits, tabular MDPs, 2D navigation) step a pure-torch batched env on the sampler's
   device (CPU or GPU);
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..rl.batch import EpisodeBatch
+from ..batch import EpisodeBatch
 from .base import TaskFamily
 
 

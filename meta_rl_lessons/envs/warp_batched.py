@@ -53,14 +53,16 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .locomotion import LocomotionFamily
 from .mujoco_batched import adopt_template, observation_parts, unhealthy
+
+if TYPE_CHECKING:  # the locomotion families build this env (lazily): no import back at run time
+    from .locomotion import LocomotionFamily
 
 __all__ = ["WarpBatchedEnv", "warp_available", "warp_devices", "WARP_MISSING"]
 
