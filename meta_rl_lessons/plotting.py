@@ -11,6 +11,10 @@ Curves of several seeds are put on a common x grid (linear interpolation inside 
 extrapolation), and drawn as the mean with a shaded band: one standard deviation over seeds by default, or the
 minimum-maximum range. The band is omitted for a single run. matplotlib is imported lazily and the ``Agg``
 backend is what matplotlib picks on a headless machine, so the helpers work there too.
+
+For a chapter's own figures: :func:`common_grid` (the per-run curves on one grid, e.g. to read each run's
+final value), :func:`step_grid` (best-so-far step curves, as of a search, on one grid), :func:`band` (a mean
+line and its min-max band over runs) and :func:`moving_average` (smoothing a noisy learning curve).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AXIS_LABELS", "axis_label", "label_axes", "learning_curve", "mean_and_spread", "new_figure",
-           "plot_runs"]
+__all__ = ["AXIS_LABELS", "axis_label", "band", "common_grid", "label_axes", "learning_curve",
+           "mean_and_spread", "moving_average", "new_figure", "plot_runs", "step_grid"]
 
 #: Axis labels, with units, for the columns of the trainers' progress logs.
 AXIS_LABELS: dict[str, str] = {
@@ -61,19 +65,8 @@ def new_figure(width: float = 6.0, height: float = 4.0):
     return plt.subplots(figsize=(width, height))
 
 
-def mean_and_spread(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], spread: str = "std",
-                    points: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Curves ``(x_i, y_i)`` on a common grid: ``(grid, mean, low, high)``.
-
-    The grid spans the x range every curve covers (from the largest first x to the smallest last x), so
-    no curve is extrapolated; NaN values of y are ignored. ``spread``: ``"std"`` (mean +- one standard
-    deviation over curves) or ``"minmax"``.
-
-    Raises:
-        ValueError: no curves, mismatched lengths, an unknown ``spread``, or curves without a common x range.
-    """
-    if spread not in ("std", "minmax"):
-        raise ValueError(f"spread must be 'std' or 'minmax', got {spread!r}")
+def _finite_curves(xs: Sequence[Any], ys: Sequence[Any]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The curves as float arrays sorted by x, without their NaN points; empty curves dropped."""
     if len(xs) == 0 or len(xs) != len(ys):
         raise ValueError(f"need as many x as y curves (at least one), got {len(xs)} and {len(ys)}")
     clean = []
@@ -87,14 +80,100 @@ def mean_and_spread(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], spread: 
     clean = [(x, y) for x, y in clean if x.size]
     if not clean:
         raise ValueError("every curve is empty (or all NaN)")
-    if len(clean) == 1:
-        x, y = clean[0]
-        return x, y, y, y
+    return clean
+
+
+def _on_grid(clean: list[tuple[np.ndarray, np.ndarray]], points: int) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = max(x[0] for x, _ in clean), min(x[-1] for x, _ in clean)
     if lo > hi:
         raise ValueError(f"the curves share no x range (largest start {lo}, smallest end {hi})")
     grid = np.linspace(lo, hi, points) if hi > lo else np.array([lo])
-    stack = np.stack([np.interp(grid, x, y) for x, y in clean])
+    return grid, np.stack([np.interp(grid, x, y) for x, y in clean])
+
+
+def common_grid(xs: Sequence[Any], ys: Sequence[Any], points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Curves ``(x_i, y_i)`` interpolated onto one grid: ``(grid [points], curves [runs, points])``.
+
+    The grid spans the x range every curve covers (largest first x to smallest last x; no extrapolation),
+    NaN points are dropped first. Unlike :func:`mean_and_spread`, a single curve is interpolated too, so the
+    result always has one row per run (e.g. to pick the run with the best final value).
+
+    Raises:
+        ValueError: as :func:`mean_and_spread`.
+    """
+    return _on_grid(_finite_curves(xs, ys), points)
+
+
+def step_grid(curves: Sequence[tuple[Any, Any]], points: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Step curves ``(x_i, y_i)`` (e.g. a search's compute spent and best score so far) on one grid:
+    ``(grid [points], values [runs, points])``.
+
+    Each curve holds its last value until its next point; the grid runs from the largest first x (where every
+    curve has a value) to the largest last x; past a curve's last point it keeps its last value, and at grid
+    points before a curve's first point (none, by construction) it would be NaN.
+    """
+    grid = np.linspace(max(float(x[0]) for x, _ in curves), max(float(x[-1]) for x, _ in curves), points)
+    values = []
+    for x, y in curves:
+        y = np.asarray(y, dtype=float)
+        idx = np.searchsorted(x, grid, side="right") - 1
+        values.append(np.where(idx >= 0, y[np.clip(idx, 0, None)], np.nan))
+    return grid, np.array(values)
+
+
+def band(ax: Any, x: Any, curves: Any, fmt: str = "-", *, label: str | None = None, color: Any = None,
+         band_label: str | None = None, alpha: float = 0.2, **kwargs: Any) -> Any:
+    """Draw the mean over runs of ``curves`` (``[runs, len(x)]``) as a line and the min-max range as a
+    shaded band of the same colour (NaN entries ignored); returns the line. ``kwargs`` go to ``ax.plot``."""
+    curves = np.asarray(curves, dtype=float)
+    (line,) = ax.plot(x, np.nanmean(curves, 0), fmt, color=color, label=label, **kwargs)
+    ax.fill_between(x, np.nanmin(curves, 0), np.nanmax(curves, 0), color=line.get_color() if color is None
+                    else color, alpha=alpha, label=band_label)
+    return line
+
+
+def moving_average(values: Any, window: int, *, partial: bool = False) -> np.ndarray:
+    """Trailing moving average of a learning curve.
+
+    Args:
+        values: ``[n]`` values, one per iteration.
+        window: the number of iterations averaged.
+        partial: ``False``: only full windows, ``n - window + 1`` values, the ``i``-th the mean of
+            ``values[i:i + window]`` (plot them at ``x[window - 1:]``); a NaN spreads over its windows.
+            ``True``: ``n`` values, the ``i``-th the mean of the finite values among the last ``window`` up to
+            ``i`` (fewer at the start), NaN where there is none.
+    """
+    x = np.asarray(values, dtype=float)
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if not partial:
+        return np.convolve(x, np.ones(window) / window, mode="valid")
+    out = np.full(len(x), np.nan)
+    for i in range(len(x)):
+        recent = x[max(0, i - window + 1):i + 1]
+        if np.isfinite(recent).any():
+            out[i] = np.nanmean(recent)
+    return out
+
+
+def mean_and_spread(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], spread: str = "std",
+                    points: int = 200) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Curves ``(x_i, y_i)`` on a common grid: ``(grid, mean, low, high)``.
+
+    The grid spans the x range every curve covers (from the largest first x to the smallest last x), so
+    no curve is extrapolated; NaN values of y are ignored. ``spread``: ``"std"`` (mean +- one standard
+    deviation over curves) or ``"minmax"``.
+
+    Raises:
+        ValueError: no curves, mismatched lengths, an unknown ``spread``, or curves without a common x range.
+    """
+    if spread not in ("std", "minmax"):
+        raise ValueError(f"spread must be 'std' or 'minmax', got {spread!r}")
+    clean = _finite_curves(xs, ys)
+    if len(clean) == 1:
+        x, y = clean[0]
+        return x, y, y, y
+    grid, stack = _on_grid(clean, points)
     mean = stack.mean(axis=0)
     if spread == "std":
         sd = stack.std(axis=0, ddof=1)
