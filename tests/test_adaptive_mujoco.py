@@ -71,7 +71,7 @@ def test_tiny_trial_runs_and_continues_from_a_checkpoint(tmp_path):
     # 256 steps per segment: the checkpoint falls in the middle of the running episodes
     uninterrupted = PPOTrial(PARAMS, seed=5, base=BASE)
     # a Gaussian policy, built with the searched initial noise
-    assert torch.all(uninterrupted.ppo.policy.net.log_std == -0.5)
+    assert torch.all(uninterrupted.learner.policy.net.log_std == -0.5)
     uninterrupted.train(256)
     uninterrupted.train(256)
     assert uninterrupted.steps_done == 512 and np.isfinite(uninterrupted.score())

@@ -8,7 +8,6 @@ import torch
 from meta_rl_lessons.adaptive.trial import (
     PPOTrial,
     Segment,
-    _to_safe,
     exploit_state,
     load_checkpoint,
     ppo_config_from,
@@ -16,6 +15,7 @@ from meta_rl_lessons.adaptive.trial import (
     save_checkpoint,
     trainable_path,
 )
+from meta_rl_lessons.serialization import to_safe
 
 torch.set_num_threads(1)
 
@@ -42,7 +42,7 @@ def _tensors(obj, prefix=""):
 
 
 def _assert_bitwise_equal(a, b):
-    ta, tb = _tensors(_to_safe(a)), _tensors(_to_safe(b))  # NumPy arrays as tensors
+    ta, tb = _tensors(to_safe(a)), _tensors(to_safe(b))  # NumPy arrays as tensors
     assert ta.keys() == tb.keys()
     for k in ta:
         assert ta[k].dtype == tb[k].dtype and torch.equal(ta[k], tb[k]), k
@@ -122,7 +122,7 @@ def test_architecture_cannot_change_in_a_running_trial():
     with pytest.raises(ValueError, match="cannot change 'hidden_sizes'"):
         t.set_hyperparameters({"width_0": 32})
     t.set_hyperparameters({"clip_coef": 0.1, "learning_rate": 1e-4})
-    assert t.ppo.config.clip_coef == 0.1 and t.ppo.optimizer.param_groups[0]["lr"] == 1e-4
+    assert t.learner.config.clip_coef == 0.1 and t.learner.optimizer.param_groups[0]["lr"] == 1e-4
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         t.train(0)
 

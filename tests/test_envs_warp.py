@@ -343,7 +343,7 @@ def test_ppo_and_trpo_smoke_on_warp(compiled):
                         minibatch_size=8, total_steps=32, update_epochs=1, max_episode_steps=5,
                         hidden_sizes=(8,), progress=False, device="cpu"))
     assert isinstance(ppo.envs, WarpVectorEnv)
-    rows = [ppo.iteration() for _ in range(ppo.num_iterations)]
+    rows = [ppo.iteration() for _ in range(ppo.total_iterations)]
     assert len(rows) == 2 and all(np.isfinite(r["episode_return"]) for r in rows)
     trpo = TRPO(TRPOConfig(env_id="MetaRL/AntDir-v0", physics="warp", num_envs=2, episodes_per_iteration=2,
                            iterations=2, max_episode_steps=4, value_iters=2, hidden_sizes=(8,),

@@ -49,7 +49,9 @@ def test_ppo_checkpoint_restores_observation_statistics(tmp_path):
     a.train()
     state = a.state_dict()
     torch.save(state, tmp_path / "ckpt.pt")
-    b = _tiny("ppo", "cpu", seed=1)
+    with pytest.raises(ValueError, match=r"different PPOConfig \(seed: 0 in the state, 1 here\)"):
+        _tiny("ppo", "cpu", seed=1).load_state_dict(state)
+    b = _tiny("ppo", "cpu")
     b.load_state_dict(torch.load(tmp_path / "ckpt.pt", weights_only=True))
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_array_equal(a.act(obs), b.act(obs))
@@ -71,7 +73,7 @@ def test_ppo_csv_log_path(tmp_path):
     algo = _tiny("ppo", "cpu", log_path=str(tmp_path / "ppo.csv"))
     algo.train()
     lines = (tmp_path / "ppo.csv").read_text().splitlines()
-    assert lines[0].startswith("iteration,env_steps,episode_return") and len(lines) == 1 + algo.num_iterations
+    assert lines[0].startswith("iteration,env_steps,episode_return") and len(lines) == 1 + algo.total_iterations
 
 
 def test_resolve_device():

@@ -41,13 +41,15 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 
 from meta_rl_lessons.rl.ppo import PPO, PPOConfig
+from meta_rl_lessons.rl.utils import config_state
+from meta_rl_lessons.serialization import env_state, load_checkpoint, load_env_state, save_checkpoint
+from meta_rl_lessons.trainer import Row, rng_state
 
 __all__ = [
     "MUTABLE_PPO_KEYS",
@@ -91,147 +93,14 @@ class Trainable(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _to_safe(obj: Any) -> Any:
-    """NumPy arrays -> tensors, NumPy scalars -> Python numbers, recursively (for ``weights_only``)."""
-    if isinstance(obj, np.ndarray):
-        return torch.from_numpy(np.array(obj, copy=True))
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, Mapping):
-        return {k: _to_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_safe(v) for v in obj)
-    return obj
-
-
-def _from_safe(obj: Any) -> Any:
-    """Tensors -> NumPy arrays, recursively (for statistics kept in NumPy, such as ``RunningMeanStd``)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numpy().copy()
-    if isinstance(obj, Mapping):
-        return {k: _from_safe(v) for k, v in obj.items()}
-    return obj
-
-
-def _numpy(x: Any) -> np.ndarray:
-    """A NumPy copy of a tensor (as read from a checkpoint) or of an array."""
-    return x.detach().cpu().numpy().copy() if isinstance(x, torch.Tensor) else np.array(x, copy=True)
-
-
-def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``state`` atomically (a temporary file renamed into place, so a crash leaves no half file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(_to_safe(dict(state)), tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(..., weights_only=True)`` (tensors and plain values only)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
+# Checkpoints and environment state are meta_rl_lessons.serialization's (one implementation for the package);
+# the names stay importable from here.
 def exploit_state(own: Mapping[str, Any], donor: Mapping[str, Any]) -> dict[str, Any]:
     """PBT's exploit: ``own`` with its ``learner`` (weights, optimizer state, normalisers) and its ``params``
     (which include the architecture the weights need) replaced by the donor's. The member keeps its
     environments, random generator, step count and learning curve."""
     return {**own, "learner": donor["learner"], "params": dict(donor["params"]),
             "exploited_from": donor.get("trial_id")}
-
-
-# ---------------------------------------------------------------------------------------------- env state
-def _unwrapped_chain(env: Any) -> list[Any]:
-    chain = [env]
-    while hasattr(chain[-1], "env"):
-        chain.append(chain[-1].env)
-    return chain
-
-
-# Wrapper bookkeeping that changes while stepping: TimeLimit's counter, OrderEnforcing's reset flag, the
-# passive checker's "first call checked" flags.
-_WRAPPER_FIELDS = ("_elapsed_steps", "_has_reset", "checked_reset", "checked_step", "checked_data_reuse")
-
-
-def env_state(envs: Any) -> list[dict[str, Any]]:
-    """The state of every sub-environment of a ``SyncVectorEnv``: simulator state, time-limit counter,
-    termination bookkeeping and random generator.
-
-    Supported: classic-control environments (their state is ``unwrapped.state``) and MuJoCo environments
-    (MuJoCo's full integration state, solver warm start included, and the task of a meta-RL family).
-
-    Raises:
-        NotImplementedError: for a vector environment without ``envs`` (async) or an unsupported simulator.
-    """
-    if not hasattr(envs, "envs"):
-        raise NotImplementedError(f"env_state needs a SyncVectorEnv (with .envs), got {type(envs).__name__}")
-    out = []
-    for sub in envs.envs:
-        chain = _unwrapped_chain(sub)
-        base = chain[-1]
-        state: dict[str, Any] = {
-            "wrappers": [{k: getattr(w, k) for k in _WRAPPER_FIELDS if hasattr(w, k)} for w in chain[:-1]],
-            "np_random": base.np_random.bit_generator.state,
-        }
-        if hasattr(base, "data") and hasattr(base.data, "qpos"):  # MuJoCo
-            import mujoco
-
-            # the full integration state: qpos, qvel, act, time, controls, applied forces, and the solver's
-            # warm start (without it, contact-rich models continue differently after a restore)
-            sig = mujoco.mjtState.mjSTATE_INTEGRATION
-            buf = np.empty(mujoco.mj_stateSize(base.model, sig), dtype=np.float64)
-            mujoco.mj_getState(base.model, base.data, buf, sig)
-            state["mujoco"] = {"integration_state": buf}
-            if hasattr(base, "get_task"):
-                task = base.get_task()
-                state["task"] = dataclasses.asdict(task) if dataclasses.is_dataclass(task) else task
-        elif hasattr(base, "state"):  # classic control
-            s = base.state
-            state["state"] = None if s is None else np.array(s, dtype=np.float64)
-            state["steps_beyond_terminated"] = getattr(base, "steps_beyond_terminated", None)
-        else:
-            raise NotImplementedError(
-                f"cannot checkpoint the state of {type(base).__name__}: env_state supports classic-control "
-                "(unwrapped.state) and MuJoCo (unwrapped.data) environments")
-        out.append(state)
-    return out
-
-
-def load_env_state(envs: Any, states: list[Mapping[str, Any]]) -> None:
-    """Inverse of :func:`env_state` for a freshly built vector environment of the same kind."""
-    if len(states) != len(envs.envs):
-        raise ValueError(
-            f"checkpoint has {len(states)} sub-environments, the vector env has {len(envs.envs)}")
-    for sub, state in zip(envs.envs, states, strict=True):
-        chain = _unwrapped_chain(sub)
-        base = chain[-1]
-        if len(state["wrappers"]) != len(chain) - 1:
-            raise ValueError(f"checkpoint has {len(state['wrappers'])} wrappers per sub-environment, the "
-                             f"environment has {len(chain) - 1}")
-        for w, fields in zip(chain[:-1], state["wrappers"], strict=True):
-            for k, v in fields.items():
-                setattr(w, k, v)
-            if fields.get("checked_step"):  # the checker's data-reuse test needs data we do not save; it
-                w.checked_data_reuse = True  # ran (or will have run) in the original process anyway
-        base.np_random.bit_generator.state = state["np_random"]
-        if "mujoco" in state:
-            m = state["mujoco"]
-            if "task" in state and hasattr(base, "set_task"):
-                task_type = type(base.get_task())
-                task = state["task"]
-                base.set_task(task_type(**task) if dataclasses.is_dataclass(task_type) else task)
-            import mujoco
-
-            buf = _numpy(m["integration_state"]).astype(np.float64)
-            mujoco.mj_setState(base.model, base.data, buf, mujoco.mjtState.mjSTATE_INTEGRATION)
-            mujoco.mj_forward(base.model, base.data)
-        else:
-            base.state = None if state["state"] is None else _numpy(state["state"]).astype(np.float64)
-            base.steps_beyond_terminated = state["steps_beyond_terminated"]
 
 
 # ---------------------------------------------------------------------------------------------- PPO trial
@@ -281,21 +150,44 @@ def ppo_config_from(params: Mapping[str, Any], base: Mapping[str, Any] | None = 
 class PPOTrial:
     """A :class:`~meta_rl_lessons.rl.ppo.PPO` learner as a :class:`Trainable`.
 
+    Besides :class:`Trainable` (``train(steps)`` in environment steps), a trial exposes what it can of the
+    :class:`~meta_rl_lessons.trainer.Trainer` protocol: :attr:`learner` (the PPO trainer itself),
+    :attr:`config`, :attr:`iterations_done`, :meth:`iteration` (one PPO iteration, in the trial's own random
+    generator, recorded in :attr:`curve`), :meth:`state_dict` / :meth:`load_state_dict`, :meth:`close`,
+    ``name`` and ``return_key``. It has no ``total_iterations`` and no ``train(callback)``: its budget is set
+    by the search, segment by segment.
+
     Args:
         params: the configuration (see :func:`ppo_config_from`); stored as ``self.params``.
         seed: seed for the networks, the trial's random generator and the environments.
         base: ``PPOConfig`` fields shared by every trial of a search (environment, batch shape, ...).
         score_episodes: :meth:`score` is the mean return of this many most recent episodes.
+
+    Raises:
+        ValueError: an unknown or invalid hyperparameter (naming it), a negative seed, or ``score_episodes``
+            that is not a positive integer.
     """
+
+    name: ClassVar[str] = "ppo_trial"
+    return_key: ClassVar[str] = "episode_return"
 
     def __init__(self, params: Mapping[str, Any], seed: int = 0, base: Mapping[str, Any] | None = None,
                  score_episodes: int = 20) -> None:
+        if not isinstance(params, Mapping):
+            raise ValueError(f"PPOTrial params must be a mapping of hyperparameters, got "
+                             f"{type(params).__name__}")
+        if isinstance(score_episodes, bool) or not isinstance(score_episodes, (int, np.integer)) \
+                or score_episodes <= 0:
+            raise ValueError(f"PPOTrial score_episodes must be a positive integer, got {score_episodes!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"PPOTrial seed must be a non-negative integer, got {seed!r}")
         self.params = dict(params)
         self.seed, self.base = int(seed), dict(base or {})
         self.score_episodes = int(score_episodes)
         config = ppo_config_from(self.params, {**self.base, "seed": self.seed})
         saved = torch.get_rng_state()
-        self.ppo = PPO(config)  # seeds torch's global generator and initialises the networks
+        #: The PPO trainer this trial drives.
+        self.learner = PPO(config)  # seeds torch's global generator and initialises the networks
         self.rng_state = torch.get_rng_state()  # from here on, this trial's own generator
         torch.set_rng_state(saved)
         self.batch_steps = config.num_envs * config.num_steps
@@ -303,29 +195,44 @@ class PPOTrial:
         self.curve: list[dict[str, float]] = []
         self.recent_returns: deque[float] = deque(maxlen=self.score_episodes)
 
+    @property
+    def config(self) -> PPOConfig:
+        """The learner's config (its mutable hyperparameters change with :meth:`set_hyperparameters`)."""
+        return self.learner.config
+
+    @property
+    def iterations_done(self) -> int:
+        """PPO iterations run so far."""
+        return self.learner.iterations_done
+
     # -- training -----------------------------------------------------------------------------------
-    def train(self, steps: int) -> list[dict[str, float]]:
-        """``ceil(steps / batch_steps)`` PPO iterations; returns their learning-curve rows."""
-        if not isinstance(steps, (int, np.integer)) or steps <= 0:
-            raise ValueError(f"steps must be a positive integer (environment steps), got {steps!r}")
+    def iteration(self) -> Row:
+        """One PPO iteration (``batch_steps`` environment steps) in the trial's own random generator; its
+        learning-curve row is appended to :attr:`curve`. Returns PPO's row."""
         saved = torch.get_rng_state()
         torch.set_rng_state(self.rng_state)
-        rows = []
         try:
-            for _ in range(math.ceil(steps / self.batch_steps)):
-                stats = self.ppo.iteration()
-                before = len(self.ppo.logger.rows) - 1
-                self.ppo.logger.rows = self.ppo.logger.rows[before:]  # keep memory bounded in long runs
-                self.steps_done = int(self.ppo.sampler.total_steps)
-                ret = stats["episode_return"]
-                if not math.isnan(ret):  # PPO logs the mean of the episodes finished this iteration
-                    self.recent_returns.extend([ret] * int(stats["episodes"]))
-                rows.append({"env_steps": self.steps_done, "episode_return": ret, "score": self.score()})
+            stats = self.learner.iteration()
         finally:
             self.rng_state = torch.get_rng_state()
             torch.set_rng_state(saved)
-        self.curve.extend(rows)
-        return rows
+        logger = self.learner.logger
+        logger.rows = logger.rows[len(logger.rows) - 1:]  # keep memory bounded in long runs
+        self.steps_done = int(self.learner.sampler.total_steps)
+        ret = stats["episode_return"]
+        if not math.isnan(ret):  # PPO logs the mean of the episodes finished this iteration
+            self.recent_returns.extend([ret] * int(stats["episodes"]))
+        self.curve.append({"env_steps": self.steps_done, "episode_return": ret, "score": self.score()})
+        return stats
+
+    def train(self, steps: int) -> list[dict[str, float]]:
+        """``ceil(steps / batch_steps)`` PPO iterations; returns their learning-curve rows."""
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
+            raise ValueError(f"steps must be a positive integer (environment steps), got {steps!r}")
+        n = math.ceil(steps / self.batch_steps)
+        for _ in range(n):
+            self.iteration()
+        return self.curve[len(self.curve) - n:]
 
     def score(self) -> float:
         """Mean return of the last ``score_episodes`` finished training episodes (NaN before the first).
@@ -346,45 +253,46 @@ class PPOTrial:
         if self.batch_steps % changed.minibatch_size:
             raise ValueError(f"minibatch_size={changed.minibatch_size} must divide {self.batch_steps}")
         for k in MUTABLE_PPO_KEYS:
-            setattr(self.ppo.config, k, getattr(changed, k))
-        for group in self.ppo.optimizer.param_groups:
+            setattr(self.learner.config, k, getattr(changed, k))
+        for group in self.learner.optimizer.param_groups:
             group["lr"] = changed.learning_rate
         self.params = new
 
+    def close(self) -> None:
+        """Close the learner's environments (idempotent)."""
+        self.learner.close()
+
     # -- checkpoints ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        ppo = self.ppo.state_dict()
-        s = self.ppo.sampler
+        """The trial's checkpoint, built from the learner's :meth:`~meta_rl_lessons.rl.ppo.PPO.state_dict`:
+        ``learner`` (the entries ``PPO.LEARNER_KEYS``: what PBT's exploit copies), ``env`` (the sampler and
+        the running discounted returns), ``rng`` (the trial's torch generator, in place of PPO's
+        process-wide ones), ``progress``, and what rebuilds the trial (``params``, ``seed``, ``settings``)."""
+        ppo = self.learner.state_dict()
         return {
             "kind": trainable_path(type(self)), "params": dict(self.params), "seed": self.seed,
             "settings": {"base": self.base, "score_episodes": self.score_episodes},
-            "learner": {k: ppo[k] for k in ("policy", "value", "optimizer", "obs_rms", "return_rms")},
+            "learner": {k: ppo[k] for k in PPO.LEARNER_KEYS},
             "rng": {"torch": self.rng_state.clone()},
-            "env": {
-                "envs": env_state(self.ppo.envs),
-                "obs": None if s._obs is None else np.array(s._obs),
-                "ep_return": s._ep_return.copy(), "ep_length": s._ep_length.copy(),
-                "total_steps": int(s.total_steps), "discounted": np.array(self.ppo._discounted),
-            },
-            "progress": {"iterations_done": self.ppo.iterations_done, "steps_done": self.steps_done,
+            "env": {"sampler": ppo["sampler"], "discounted": ppo["discounted"]},
+            "progress": {"iterations_done": ppo["iterations_done"], "steps_done": self.steps_done,
                          "curve": [dict(r) for r in self.curve], "recent_returns": list(self.recent_returns)},
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (or from :func:`exploit_state`'s mix of two of them)."""
         self.set_hyperparameters(state["params"])
-        learner, prog = state["learner"], state["progress"]
-        rms = {k: None if learner[k] is None else _from_safe(learner[k]) for k in ("obs_rms", "return_rms")}
-        self.ppo.load_state_dict({**learner, **rms, "iterations_done": prog["iterations_done"]})
-        for group in self.ppo.optimizer.param_groups:  # the optimizer state carries the donor's lr
-            group["lr"] = self.ppo.config.learning_rate
+        prog = state["progress"]
+        self.learner.load_state_dict({
+            "config": config_state(self.learner.config), "iterations_done": prog["iterations_done"],
+            **state["learner"], **state["env"],
+            # the process-wide generators as they are now: a trial keeps its own generator (below) and
+            # loading one must not move another's
+            "rng": rng_state(),
+        })
+        for group in self.learner.optimizer.param_groups:  # the optimizer state carries the donor's lr
+            group["lr"] = self.learner.config.learning_rate
         self.rng_state = state["rng"]["torch"].clone()
-        env, s = state["env"], self.ppo.sampler
-        load_env_state(self.ppo.envs, env["envs"])
-        s._obs = None if env["obs"] is None else _numpy(env["obs"])
-        s._ep_return = _numpy(env["ep_return"]).astype(np.float64)
-        s._ep_length = _numpy(env["ep_length"]).astype(np.int64)
-        s.total_steps = int(env["total_steps"])
-        self.ppo._discounted = _numpy(env["discounted"]).astype(np.float64)
         self.steps_done = int(prog["steps_done"])
         self.curve = [dict(r) for r in prog["curve"]]
         self.recent_returns = deque(prog["recent_returns"], maxlen=self.score_episodes)
@@ -472,12 +380,17 @@ def run_segment(segment: Segment) -> SegmentResult:
             trial.set_hyperparameters(segment.params)  # PBT's explore
     else:
         trial = cls(dict(segment.params), segment.seed, **segment.settings)
-    before = trial.steps_done
-    rows = trial.train(segment.steps)
-    if segment.save is not None:
-        state = trial.state_dict()
-        state["trial_id"] = segment.trial_id
-        save_checkpoint(state, segment.save)
+    try:
+        before = trial.steps_done
+        rows = trial.train(segment.steps)
+        if segment.save is not None:
+            state = trial.state_dict()
+            state["trial_id"] = segment.trial_id
+            save_checkpoint(state, segment.save)
+    finally:
+        close = getattr(trial, "close", None)  # (not part of Trainable: the toy trainable has none)
+        if close is not None:
+            close()
     return SegmentResult(trial_id=segment.trial_id, params=dict(trial.params), score=float(trial.score()),
                          steps_done=int(trial.steps_done), steps_run=int(trial.steps_done - before),
                          curve=rows, wall_time=time.perf_counter() - t0, checkpoint=segment.save)
