@@ -73,7 +73,8 @@ def test_ppo_csv_log_path(tmp_path):
     algo = _tiny("ppo", "cpu", log_path=str(tmp_path / "ppo.csv"))
     algo.train()
     lines = (tmp_path / "ppo.csv").read_text().splitlines()
-    assert lines[0].startswith("iteration,env_steps,episode_return") and len(lines) == 1 + algo.total_iterations
+    assert lines[0].startswith("iteration,env_steps,episode_return")
+    assert len(lines) == 1 + algo.total_iterations
 
 
 def test_resolve_device():
