@@ -39,6 +39,7 @@ from meta_rl_lessons.exercises.report import (
     seq,
 )
 from meta_rl_lessons.rl.advantages import gae as _package_gae
+from meta_rl_lessons.rl.losses import clipped_surrogate
 from meta_rl_lessons.rl.trpo import line_search as _package_line_search
 
 __all__ = [
@@ -662,10 +663,9 @@ def ppo_clip_template(
 def reference_ppo_clip_loss(
     log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip_coef: float
 ) -> Tensor:
-    """The policy term of :meth:`meta_rl_lessons.rl.ppo.PPO.update` (the same expression, on given
-    tensors)."""
-    ratio = (log_probs - old_log_probs).exp()
-    return -torch.min(ratio * advantages, ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages).mean()
+    """The policy term of :meth:`meta_rl_lessons.rl.ppo.PPO.update`:
+    :func:`~meta_rl_lessons.rl.losses.clipped_surrogate` on given tensors (its loss, not its statistics)."""
+    return clipped_surrogate(log_probs, old_log_probs, advantages, clip_coef)[0]
 
 
 def _ppo_variants(lp: Tensor, old: Tensor, adv: Tensor, eps: float) -> list[tuple[str, Callable[[], Tensor]]]:
