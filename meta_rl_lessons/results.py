@@ -30,6 +30,7 @@ import json
 import os
 import re
 import sys
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -236,6 +237,33 @@ class Result:
         payload = json.loads(path.read_text())
         return params_from_json(payload["parameters"])
 
+    def trainer(self) -> Any:
+        """The result's trainer, rebuilt from its recorded config, with the trained policy's parameters from
+        ``policy.json`` loaded (for PPO also its observation statistics); the rest (optimiser, samplers) is as
+        a fresh trainer has it. Close it when done (``with result.trainer() as t: ...``)::
+
+            trainer = load_result("maml-Navigation2D-book-s0").trainer()
+            returns = trainer.evaluate(tasks, step_sizes=(0.1,))
+
+        Raises:
+            FileNotFoundError: the result has no ``policy.json``.
+            ValueError: the recorded config does not build a trainer here.
+        """
+        from meta_rl_lessons import experiments
+
+        params = self.policy_params()
+        spec = experiments.spec(self.algorithm)
+        config = dict(self.config["config"])
+        # a notebook replays a result on this machine: its own device, no log file or progress bar of its own
+        config.update({k: v for k, v in (("log_path", None), ("progress", False)) if k in config})
+        trainer = spec.build(experiments.config_from_dict(spec.name, config))
+        try:
+            experiments.load_policy_parameters(trainer, params)
+        except BaseException:
+            trainer.close()
+            raise
+        return trainer
+
     def caption(self) -> str:
         """One line for a figure caption: command, budget, seed, commit (short), machine, date."""
         prov, cfg = self.provenance, self.config
@@ -291,40 +319,64 @@ def load_result(name: str, root: str | os.PathLike | None = None) -> Result:
 
 
 # ============================================================================ checks
-def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ``config.json`` content that the ``meta-rl train`` command ``command`` (an argv, ``"meta-rl"``
-    first) builds, through the command line's own parser and :func:`meta_rl_lessons.cli.train_config`,
-    without training or creating anything; JSON-normalised like the file (tuples become lists).
-
-    Two inputs a command line does not fix are taken from ``recorded`` (the result's ``config.json``): the
-    budget when the command has no ``--budget`` (it defaulted to ``$META_RL_BUDGET`` at the time), and the
-    thread count when it has no ``--threads`` (torch's default depends on the machine).
+def _parse_train_command(argv: Sequence[str]) -> dict[str, Any]:
+    """The config-building flags of a recorded ``meta-rl train`` argv (others, like ``--out``, ignored).
 
     Raises:
         ValueError: the command is not one the command line accepts (with the parser's message).
     """
-    import contextlib
-    import io
+    import argparse
 
-    from meta_rl_lessons import cli
-    from meta_rl_lessons.runs import _json_default
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> typing.NoReturn:
+            raise ValueError(message)
+
+    p = Parser(prog="meta-rl train", add_help=False)
+    p.add_argument("algorithm")
+    p.add_argument("--env", default=None)
+    p.add_argument("--budget", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--threads", type=int, default=None)
+    try:
+        args, _ = p.parse_known_args(list(argv[2:]))
+    except ValueError as err:
+        raise ValueError(f"the command line rejects {' '.join(argv)!r}: {err}") from None
+    return vars(args)
+
+
+def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``config.json`` content that the ``meta-rl train`` command ``command`` (an argv, ``"meta-rl"``
+    first) builds, through :func:`meta_rl_lessons.experiments.build_config` (what ``meta-rl train`` calls),
+    without training or creating anything; JSON-normalised like the file (tuples become lists).
+
+    Inputs a command line does not fix are taken from ``recorded`` (the result's ``config.json``): the budget
+    when the command has no ``--budget`` (it defaulted to ``$META_RL_BUDGET`` at the time), the thread count
+    when it has no ``--threads`` (torch's default depends on the machine), and the changes made on resume
+    (``resume_overrides``: ``meta-rl resume RUN --set key=value``).
+
+    Raises:
+        ValueError: the command is not one the command line accepts, or fails to build a config.
+    """
+    from meta_rl_lessons import experiments
+    from meta_rl_lessons.runs import normalised
 
     argv = train_command({"command": list(command)})
     recorded = recorded or {}
-    err = io.StringIO()
+    a = _parse_train_command(argv)
+    threads = a["threads"] if a["threads"] is not None else recorded.get("threads")
     try:
-        with contextlib.redirect_stderr(err):
-            args = cli.build_parser().parse_args(argv[1:])
-    except SystemExit:
-        raise ValueError(f"the command line rejects {' '.join(argv)!r}: {err.getvalue().strip()}") from None
-    if args.budget is None:
-        args.budget = recorded.get("budget")
-    try:
-        threads = args.threads if args.threads is not None else recorded.get("threads")
-        _, _, meta = cli.train_config(args, threads)
-    except cli.CLIError as error:
+        _, config, meta = experiments.build_config(
+            a["algorithm"], env=a["env"], budget=a["budget"] or recorded.get("budget") or "book", seed=a["seed"],
+            device=a["device"], overrides=a["set"], threads=threads, check_hardware=False)
+        later = list(recorded.get("resume_overrides") or [])
+        if later:
+            config = experiments.config_from_dict(meta["algorithm"], normalised(config), later)
+            meta = {**meta, "config": normalised(config), "resume_overrides": later}
+    except experiments.ExperimentError as error:
         raise ValueError(f"`{' '.join(argv)}` fails: {error}") from None
-    return json.loads(json.dumps(meta, default=_json_default))
+    return normalised(meta)
 
 
 def check_result(name: str, root: str | os.PathLike | None = None) -> list[str]:
