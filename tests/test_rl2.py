@@ -13,6 +13,7 @@ from meta_rl_lessons.rl2 import baselines as bl
 from meta_rl_lessons.rl2.policy import RL2Policy
 from meta_rl_lessons.rl2.ppo import RL2Config, RL2Trainer, bandit_config, recurrent_ppo_loss, trial_advantages
 from meta_rl_lessons.rl2.sampler import TrialSampler
+from meta_rl_lessons.serialization import load_checkpoint
 
 torch.set_num_threads(1)
 
@@ -197,7 +198,7 @@ def test_rl2_learns_two_armed_bandits(device) -> None:
     cfg = bandit_config(10, 2, num_trials=512, hidden_size=48, total_iterations=iters, seed=0, device=device,
                         num_threads=1)
     trainer = RL2Trainer(cfg)
-    trainer.train(show_progress=False)
+    trainer.train()
     tasks = BernoulliBanditFamily(2, 1).sample_tasks(4000, 99)
     means = np.array([t.means for t in tasks])
     rl2 = trainer.evaluate(tasks, seed=5).trial_returns().cpu().numpy()
@@ -213,15 +214,46 @@ def test_rl2_learns_two_armed_bandits(device) -> None:
 def test_trainer_checkpoint_roundtrip(tmp_path) -> None:
     cfg = bandit_config(4, 2, num_trials=16, num_minibatches=2, hidden_size=8, total_iterations=2)
     tr = RL2Trainer(cfg)
-    tr.train(show_progress=False)
+    tr.train()
     path = tmp_path / "ck.pt"
     tr.save(str(path))
     tr2 = RL2Trainer(cfg)
-    tr2.load_state_dict(torch.load(path, weights_only=False))
-    assert tr2.iterations_done == 2
+    tr2.load_state_dict(load_checkpoint(path))  # weights_only: the state holds safe values only
+    assert tr2.iterations_done == 2 and tr2.train_time == tr.train_time
+    assert tr2.sampler.total_steps == tr.sampler.total_steps
     for p, q in zip(tr.policy.parameters(), tr2.policy.parameters(), strict=True):
         assert torch.equal(p, q)
     assert len(tr.logger.rows) == 2 and np.isfinite(tr.logger.column("trial_return")).all()
+
+
+def test_train_callback_stops_on_false_only() -> None:
+    """The protocol's callback: ``False`` stops; ``None`` and ``True`` go on (RL²'s old callback stopped on
+    any truthy value)."""
+    cfg = bandit_config(4, 2, num_trials=8, num_minibatches=2, hidden_size=8, total_iterations=4,
+                        update_epochs=1)
+    tr = RL2Trainer(cfg)
+    seen = []
+
+    def callback(t, row):
+        seen.append(row["iteration"])
+        return t.iterations_done != 2  # True goes on
+
+    tr.train(callback=callback)
+    assert seen == [1, 2] and tr.iterations_done == 2
+    tr.train(callback=lambda t, row: None)
+    assert tr.iterations_done == 4 == tr.total_iterations
+
+
+def test_load_state_dict_refuses_another_config() -> None:
+    cfg = bandit_config(4, 2, num_trials=8, num_minibatches=2, hidden_size=8, total_iterations=2)
+    state = RL2Trainer(cfg).state_dict()
+    other = RL2Trainer(bandit_config(4, 2, num_trials=8, num_minibatches=2, hidden_size=8, total_iterations=2,
+                                     learning_rate=2e-3, log_path=None))
+    with pytest.raises(ValueError, match=r"different RL2Config \(learning_rate: 0.001 in the state, "
+                                         r"0.002 here\)"):
+        other.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"has no \['sampler'\]"):
+        RL2Trainer(cfg).load_state_dict({k: v for k, v in state.items() if k != "sampler"})
 
 
 def test_evaluation_tasks_are_mamls_held_out_tasks_when_trained_on_the_train_split() -> None:
@@ -283,7 +315,7 @@ def test_rl2_beats_random_on_small_tabular_mdps() -> None:
                     learning_rate=3e-3, gamma=0.9, gae_lambda=0.9, total_iterations=40, seed=0,
                     num_threads=1)
     trainer = RL2Trainer(cfg)
-    trainer.train(show_progress=False)
+    trainer.train()
     tasks = TabularMDPFamily(S, A, H).sample_tasks(2000, 99)
     trials = trainer.evaluate(tasks, seed=5)
     rl2 = trials.trial_returns().cpu().numpy()

@@ -12,6 +12,8 @@ call                           returns (``K`` = ``num_tasks``, ``E`` = ``num_env
 ``env.step(actions)``          ``(obs [K, E, *obs_shape], reward [K, E], terminated [K, E],
                                truncated [K, E])``; ``actions`` is ``[K, E, act_dim]`` (continuous)
                                or ``[K, E]`` integer (discrete)
+``env.generators()``           the environment's random generators by name (the live objects), for
+                               a sampler's ``state_dict``
 =============================  ====================================================================
 
 There is no automatic reset: after ``terminated | truncated`` a copy must be reset by the caller (the
@@ -24,7 +26,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from torch import Tensor
 
 from .base import TaskFamily
@@ -78,6 +82,10 @@ class BatchedEnv:
         else:
             self.generator.manual_seed(int(seed))
 
+    def generators(self) -> dict[str, Any]:
+        """The random generators the environment draws from (resets, stochastic rewards and transitions)."""
+        return {"env": self.generator}
+
     def set_tasks(self, tasks: Sequence[Any]) -> None:
         if len(tasks) != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} tasks (one per row), got {len(tasks)}")
@@ -115,3 +123,13 @@ class BatchedEnv:
 
     def step(self, actions: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # pragma: no cover
         raise NotImplementedError
+
+
+def single_spaces(env: Any) -> tuple[spaces.Box, spaces.Space]:
+    """The gymnasium spaces of *one* copy of a batched env: ``(Box(obs_shape), Discrete(num_actions) or
+    Box(action_dim))``, for :func:`meta_rl_lessons.rl.policies.make_policy` (only the shapes are meaningful:
+    the bounds are infinite)."""
+    obs = spaces.Box(-np.inf, np.inf, shape=(int(np.prod(env.observation_shape)),), dtype=np.float32)
+    if getattr(env, "num_actions", None):
+        return obs, spaces.Discrete(int(env.num_actions))
+    return obs, spaces.Box(-np.inf, np.inf, shape=(int(env.action_dim),), dtype=np.float32)

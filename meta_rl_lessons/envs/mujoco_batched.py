@@ -284,6 +284,10 @@ class BatchedMujocoEnv:
     def seed(self, seed: int | None = None) -> None:
         self.rng = as_generator(seed)
 
+    def generators(self) -> dict[str, Any]:
+        """The random generators the env draws from: the reset noise's (``numpy.random.Generator``)."""
+        return {"reset_noise": self.rng}
+
     def set_tasks(self, tasks: Sequence[Any]) -> None:
         if len(tasks) != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} tasks (one per row), got {len(tasks)}")

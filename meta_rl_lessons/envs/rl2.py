@@ -123,6 +123,10 @@ class RL2BatchedEnv:
     def seed(self, seed: int | None = None) -> None:
         self.env.seed(seed)
 
+    def generators(self) -> dict[str, Any]:
+        """The wrapped env's random generators (the wrapper draws none of its own)."""
+        return self.env.generators()
+
     def _augment(self, obs: Tensor, action: Tensor | None, reward: Tensor, done: Tensor) -> Tensor:
         if action is None:
             a = torch.zeros(*self.batch_shape, self.act_size, device=self.device)

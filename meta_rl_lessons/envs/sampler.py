@@ -183,6 +183,33 @@ class MetaBatchSampler:
     def num_episodes(self) -> int:
         return self.env.num_envs
 
+    def state_dict(self) -> dict[str, Any]:
+        """What one :meth:`sample` passes on to the next: the environment's random generators' states.
+
+        That is all: every call sets the tasks and resets every copy before stepping (whole episodes, no
+        autoreset), and a reset leaves nothing of the previous episode behind (the MuJoCo envs'
+        ``mj_resetData`` clears the solver's warm start too), so no simulator state carries over.
+        Returns ``{"env": {name: generator state}}`` (``weights_only``-safe).
+        """
+        from meta_rl_lessons.serialization import generator_state
+
+        return {"env": {name: generator_state(g) for name, g in self.env.generators().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`, on a sampler built for the same family and sizes.
+
+        Raises:
+            ValueError: the state names other generators than this sampler's environment has.
+        """
+        from meta_rl_lessons.serialization import set_generator_state
+
+        gens, saved = self.env.generators(), state["env"]
+        if set(saved) != set(gens):
+            raise ValueError(f"the sampler state has generators {sorted(saved)}, this sampler's "
+                             f"{type(self.env).__name__} has {sorted(gens)}")
+        for name, g in gens.items():
+            set_generator_state(g, saved[name])
+
     def close(self) -> None:
         """Stop the MuJoCo worker processes, if any (also done when the sampler is garbage-collected)."""
         close = getattr(self.env, "close", None)

@@ -288,6 +288,10 @@ class WarpBatchedEnv:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
         self.generator.manual_seed(int(seed))
 
+    def generators(self) -> dict[str, Any]:
+        """The random generators the env draws from: the reset noise's (``torch.Generator`` on the device)."""
+        return {"reset_noise": self.generator}
+
     def set_tasks(self, tasks: Sequence[Any]) -> None:
         if len(tasks) != self.num_tasks:
             raise ValueError(f"expected {self.num_tasks} tasks (one per row), got {len(tasks)}")

@@ -46,15 +46,15 @@ Whatever the estimator, the trust region's curvature is that of the inner step a
 REINFORCE step (eq. ``meta-kl-hessian`` with its true Jacobian): LVC's surrogate and ``first_order`` change
 what autograd differentiates, not the adapted parameters the line search evaluates.
 
-Shapes: batches are ``[T, K, E, ...]`` (time, tasks, episodes; :class:`~meta_rl_lessons.rl.batch.EpisodeBatch`
+Shapes: batches are ``[T, K, E, ...]`` (time, tasks, episodes; :class:`~meta_rl_lessons.batch.EpisodeBatch`
 from :class:`~meta_rl_lessons.envs.MetaBatchSampler`); *stacked* parameter dicts have a leading ``K``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -62,13 +62,23 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
+from meta_rl_lessons.batch import EpisodeBatch
 from meta_rl_lessons.envs import MetaBatchSampler, make_family
 from meta_rl_lessons.envs.base import TaskFamily
+from meta_rl_lessons.envs.batched import single_spaces
 from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_returns, gae
-from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
 from meta_rl_lessons.rl.trpo import apply_step, flat_concat, line_search, trust_region_step, unflatten_like
-from meta_rl_lessons.rl.utils import CSVLogger, check_positive, progress, resolve_device, set_seed
+from meta_rl_lessons.rl.utils import (
+    CSVLogger,
+    check_positive,
+    check_state,
+    config_state,
+    resolve_device,
+    set_seed,
+)
+from meta_rl_lessons.serialization import to_safe
+from meta_rl_lessons.trainer import TrainerBase, load_rng_state, rng_state
 
 __all__ = [
     "ESTIMATORS",
@@ -558,20 +568,21 @@ def _detached(params: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach() for k, v in params.items()}
 
 
-def _make_policy(env, hidden_sizes, activation, init_log_std):
-    obs_dim = int(np.prod(env.observation_shape))
-    if getattr(env, "num_actions", None):
-        return CategoricalMLPPolicy(obs_dim, env.num_actions, hidden_sizes, activation)
-    return GaussianMLPPolicy(obs_dim, env.action_dim, hidden_sizes, activation, init_log_std)
-
-
-class MAMLTRPO:
+class MAMLTRPO(TrainerBase):
     """MAML-TRPO trainer: ``MAMLTRPO(config).train()``, one :meth:`iteration` at a time, or :meth:`evaluate`.
+
+    Follows the trainer protocol (:mod:`meta_rl_lessons.trainer`): ``train(callback)``, a complete
+    :meth:`state_dict`, ``close()``.
 
     Attributes:
         family: the task family; policy: the meta-policy (its parameters are :math:`\\theta`);
-        sampler: the :class:`~meta_rl_lessons.envs.MetaBatchSampler`; logger: per-iteration metrics.
+        sampler: the :class:`~meta_rl_lessons.envs.MetaBatchSampler`; logger: per-iteration metrics;
+        task_rng: draws each iteration's training tasks; curvature_rng: draws the episodes of the curvature
+        subsample (``curvature_subsample < 1``).
     """
+
+    name = "maml"
+    return_key = "return_post"
 
     def __init__(self, config: MAMLTRPOConfig, family: TaskFamily | None = None) -> None:
         self.config = c = config
@@ -580,12 +591,18 @@ class MAMLTRPO:
         self.family = family if family is not None else make_family(c.family, **c.family_kwargs)
         self.sampler = MetaBatchSampler(self.family, c.meta_batch_size, c.num_episodes, device=self.device,
                                         seed=c.seed, num_threads=c.num_threads, num_workers=c.num_workers)
-        self.policy = _make_policy(self.sampler.env, c.hidden_sizes, c.activation, c.init_log_std)
+        self.policy = make_policy(*single_spaces(self.sampler.env), c.hidden_sizes, c.activation,
+                                  c.init_log_std)
         self.policy.to(self.device)
         self.task_rng = np.random.default_rng(c.seed)
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
-        self._gen = torch.Generator().manual_seed(c.seed)
+        self.curvature_rng = torch.Generator().manual_seed(c.seed)
+
+    @property
+    def total_iterations(self) -> int:
+        """Meta-iterations of a full run (``config.iterations``)."""
+        return self.config.iterations
 
     # ------------------------------------------------------------------ pieces
     def _data(self, batch: EpisodeBatch, post: bool = False) -> TaskData:
@@ -691,8 +708,8 @@ class MAMLTRPO:
         else:
             pre_c, post_c, dist_c = pres[0], post, old_dist
             if c.curvature_subsample < 1:
-                pre_c = pres[0].subsample(c.curvature_subsample, self._gen)
-                post_c = post.subsample(c.curvature_subsample, self._gen)
+                pre_c = pres[0].subsample(c.curvature_subsample, self.curvature_rng)
+                post_c = post.subsample(c.curvature_subsample, self.curvature_rng)
                 with torch.no_grad():
                     dist_c = self.policy.per_task(post_c.obs, old)
             fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, "maml", False,
@@ -745,21 +762,6 @@ class MAMLTRPO:
         self.logger.log(row)
         return row
 
-    def train(self, iterations: int | None = None) -> CSVLogger:
-        """Run ``iterations`` (default ``config.iterations``) more meta-iterations."""
-        n = self.config.iterations if iterations is None else iterations
-        if not self.config.progress:  # no tqdm import at all (it warns in notebooks without ipywidgets)
-            for _ in range(n):
-                self.iteration()
-            return self.logger
-        bar = progress(total=n, desc=f"MAML-TRPO ({self.config.estimator})")
-        for _ in range(n):
-            row = self.iteration()
-            bar.set_postfix(pre=f"{row['return_pre']:.1f}", post=f"{row['return_post']:.1f}", refresh=False)
-            bar.update(1)
-        bar.close()
-        return self.logger
-
     # ------------------------------------------------------------------ evaluation protocol
     def adaptation_rollouts(self, tasks: Sequence[Any], step_sizes: Sequence[float] = (0.1, 0.05, 0.05),
                             num_episodes: int | None = None, seed: int = 10_000
@@ -808,16 +810,37 @@ class MAMLTRPO:
         return torch.stack([b.episode_returns().mean(dim=1).cpu() for b in batches])
 
     def close(self) -> None:
-        """Release the sampler's MuJoCo worker processes, if any."""
+        """Release the sampler's MuJoCo worker processes, if any (idempotent)."""
         self.sampler.close()
 
-    def state_dict(self) -> dict:
-        return {"config": asdict(self.config), "policy": self.policy.state_dict(),
-                "iterations_done": self.iterations_done}
+    # ------------------------------------------------------------------ state
+    def _generators(self) -> dict[str, Any]:
+        return {"tasks": self.task_rng, "curvature": self.curvature_rng}
 
-    def load_state_dict(self, state: dict) -> None:
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next meta-iterations depend on (a ``weights_only``-safe snapshot): the config, the
+        policy's parameters, the iteration count, the sampler's environment generators and the random
+        generators (the task draws, the curvature subsample, and the process-wide ones that sample actions).
+
+        There is no optimiser (the meta-step is a TRPO step) and no running episode (every iteration samples
+        whole episodes from a reset).
+        """
+        return to_safe({"config": config_state(self.config), "policy": self.policy.state_dict(),
+                        "iterations_done": self.iterations_done, "sampler": self.sampler.state_dict(),
+                        "rng": rng_state(self._generators())})
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict` (as returned, or as read back by
+        :func:`~meta_rl_lessons.serialization.load_checkpoint`), on a trainer built from the same config.
+
+        Raises:
+            ValueError: a state with missing entries or saved with another config (naming the fields).
+        """
+        check_state(type(self).__name__, self.config, state, ("policy", "iterations_done", "sampler", "rng"))
         self.policy.load_state_dict(state["policy"])
         self.iterations_done = int(state["iterations_done"])
+        self.sampler.load_state_dict(state["sampler"])
+        load_rng_state(state["rng"], self._generators())  # last: nothing may draw after it
 
 
 

@@ -30,11 +30,10 @@ One iteration:
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,16 +42,22 @@ from torch import Tensor
 
 from meta_rl_lessons.envs import make_family
 from meta_rl_lessons.rl.advantages import gae
+from meta_rl_lessons.rl.advantages import normalize_advantages as _normalize
+from meta_rl_lessons.rl.losses import clipped_surrogate, explained_variance, masked_mean, value_loss
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
+    anneal_learning_rate,
     check_finite,
     check_positive,
-    progress,
+    check_state,
+    config_state,
     resolve_device,
     set_seed,
 )
 from meta_rl_lessons.rl2.policy import RL2Policy
 from meta_rl_lessons.rl2.sampler import TrialBatch, TrialSampler
+from meta_rl_lessons.serialization import to_safe
+from meta_rl_lessons.trainer import TrainerBase, load_rng_state, rng_state
 
 __all__ = ["MDP_DEFAULTS", "RL2Config", "RL2Trainer", "bandit_config", "mdp_config", "recurrent_ppo_loss",
            "trial_advantages"]
@@ -199,36 +204,33 @@ def recurrent_ppo_loss(policy: RL2Policy, observations: Tensor, actions: Tensor,
     n = mask.sum()
     if n < 1:
         raise ValueError("recurrent_ppo_loss: the minibatch has no real steps (mask is all zero)")
-
-    def mean(x: Tensor) -> Tensor:
-        return (x * mask).sum() / n
-
     adv = advantages
     if normalize_advantages:
-        mu = mean(adv)
-        std = (((adv - mu) ** 2 * mask).sum() / (n - 1).clamp_min(1)).sqrt()
-        adv = (adv - mu) / (std + 1e-8)
-    log_ratio = dist.log_prob(actions) - old_log_probs
-    ratio = log_ratio.exp()
-    pg = -mean(torch.min(ratio * adv, ratio.clamp(1 - clip_coef, 1 + clip_coef) * adv))  # (eq. ppo-clip)
-    v_loss = mean((values - returns) ** 2)
-    entropy = mean(dist.entropy())
+        # One real step has no spread: its centred advantage is exactly 0 (what dividing 0 by 1e-8 gave)
+        adv = _normalize(adv, mask) if n >= 2 else torch.zeros_like(adv)
+    pg, stats = clipped_surrogate(dist.log_prob(actions), old_log_probs, adv, clip_coef, mask)  # (ppo-clip)
+    v_loss = value_loss(values, returns, mask=mask)
+    entropy = masked_mean(dist.entropy(), mask)
     loss = pg + value_coef * v_loss - entropy_coef * entropy
-    with torch.no_grad():
-        stats = {"policy_loss": pg.detach(), "value_loss": v_loss.detach(), "entropy": entropy.detach(),
-                 "approx_kl": mean((ratio - 1) - log_ratio), "clip_fraction": mean(
-                     ((ratio - 1).abs() > clip_coef).float())}
+    stats = {"policy_loss": pg.detach(), "value_loss": v_loss.detach(), "entropy": entropy.detach(), **stats}
     return loss, stats
 
 
-class RL2Trainer:
-    """RL² with recurrent PPO: ``RL2Trainer(config).train()``.
+class RL2Trainer(TrainerBase):
+    """RL² with recurrent PPO: ``RL2Trainer(config).train()``, or one :meth:`iteration` at a time.
+
+    Follows the trainer protocol (:mod:`meta_rl_lessons.trainer`): ``train(callback)`` (a callback
+    returning ``False`` stops), a complete :meth:`state_dict`, ``close()``.
 
     Attributes:
         policy: the :class:`RL2Policy`; sampler: the training :class:`TrialSampler`;
         logger: :class:`CSVLogger`, one row per iteration (``trial_return`` is the mean total reward of the
-        iteration's training trials under the sampling policy).
+        iteration's training trials under the sampling policy); train_time: seconds spent in
+        :meth:`iteration` so far (the ``train_time`` column).
     """
+
+    name = "rl2"
+    return_key = "trial_return"
 
     def __init__(self, config: RL2Config) -> None:
         self.config = c = config
@@ -247,6 +249,11 @@ class RL2Trainer:
             1.0 / sum(c.gamma ** t for t in range(T))
         self.iterations_done = 0
         self.train_time = 0.0
+
+    @property
+    def total_iterations(self) -> int:
+        """Iterations of a full run (``config.total_iterations``)."""
+        return self.config.total_iterations
 
     def update(self, trials: TrialBatch) -> dict[str, float]:
         """Minibatch epochs of the recurrent PPO loss on one batch of trials."""
@@ -271,19 +278,14 @@ class RL2Trainer:
                 for k, v in s.items():
                     stats.setdefault(k, []).append(float(v))
         out = {k: float(np.mean(v)) for k, v in stats.items()}
-        m = b.mask.bool()
-        var = ret[m].var()
-        out["explained_variance"] = float(1 - (ret[m] - trials.values[m]).var() / var) if var > 0 \
-            else math.nan
+        out["explained_variance"] = explained_variance(ret, trials.values, b.mask)
         return out
 
     def iteration(self) -> dict[str, float]:
         """Sample one batch of trials, update on it, log and return the metrics."""
         c = self.config
         if c.anneal_lr:
-            frac = max(0.0, 1.0 - self.iterations_done / c.total_iterations)
-            for g in self.optimizer.param_groups:
-                g["lr"] = frac * c.learning_rate
+            anneal_learning_rate(self.optimizer, c.learning_rate, self.iterations_done / c.total_iterations)
         t0 = time.perf_counter()
         trials = self.sampler.sample(self.policy)
         t1 = time.perf_counter()
@@ -296,18 +298,6 @@ class RL2Trainer:
                "sample_time": t1 - t0, "update_time": t2 - t1, "train_time": self.train_time}
         self.logger.log(row)
         return row
-
-    def train(self, callback: Callable[[RL2Trainer, dict[str, float]], bool | None] | None = None,
-              show_progress: bool = True) -> CSVLogger:
-        """Run the remaining iterations. ``callback(trainer, row)`` after each; returning ``True`` stops."""
-        bar = progress(range(self.iterations_done, self.config.total_iterations), desc="RL²",
-                       enabled=show_progress)
-        for _ in bar:
-            row = self.iteration()
-            bar.set_postfix(trial_return=f"{row['trial_return']:.2f}")
-            if callback is not None and callback(self, row):
-                break
-        return self.logger
 
     def evaluation_split(self) -> str | None:
         """The split evaluation tasks are drawn from: ``"test"`` (held out) when training draws from
@@ -330,17 +320,32 @@ class RL2Trainer:
         return sampler.sample(self.policy, tasks, deterministic=deterministic)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "policy": self.policy.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "iterations_done": self.iterations_done}
+        """Everything the next iterations depend on (a ``weights_only``-safe snapshot): the config, the GRU
+        policy, Adam's moments, the iteration count and ``train_time``, the sampler (task generator,
+        environment generators, step count) and the process-wide generators (actions, minibatches)."""
+        return to_safe({"config": config_state(self.config), "policy": self.policy.state_dict(),
+                        "optimizer": self.optimizer.state_dict(), "iterations_done": self.iterations_done,
+                        "train_time": self.train_time, "sampler": self.sampler.state_dict(),
+                        "rng": rng_state()})
 
     def save(self, path: str) -> None:
-        """A checkpoint with the config (as JSON-able dict), weights, optimiser and progress."""
-        torch.save(self.state_dict(), path)
+        """:meth:`state_dict` written atomically (:func:`~meta_rl_lessons.serialization.save_checkpoint`)."""
+        from meta_rl_lessons.serialization import save_checkpoint
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["config"] != asdict(self.config):
-            raise ValueError("checkpoint was written with a different config: "
-                             f"{json.dumps(state['config'], default=str)}")
+        save_checkpoint(self.state_dict(), path)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict` (as returned, or as read back by
+        :func:`~meta_rl_lessons.serialization.load_checkpoint`), on a trainer built from the same config.
+
+        Raises:
+            ValueError: a state with missing entries or saved with another config (naming the fields).
+        """
+        check_state(type(self).__name__, self.config, state,
+                    ("policy", "optimizer", "iterations_done", "train_time", "sampler", "rng"))
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iterations_done = int(state["iterations_done"])
+        self.train_time = float(state["train_time"])
+        self.sampler.load_state_dict(state["sampler"])
+        load_rng_state(state["rng"])  # last: nothing may draw after it

@@ -7,14 +7,14 @@ and resets finished inner episodes on the same task), with **one policy call per
 Trials whose environment ends early (2D navigation reaching its goal) are padded with ``mask == 0``.
 
 Output: a :class:`TrialBatch`, time-major ``[T, N]`` with ``N = num_tasks * trials_per_task`` trials,
-``T`` the longest trial. In its :class:`~meta_rl_lessons.rl.batch.EpisodeBatch`, ``terminated`` /
+``T`` the longest trial. In its :class:`~meta_rl_lessons.batch.EpisodeBatch`, ``terminated`` /
 ``truncated`` mark the end of each *trial* (as reported by the environment); the ends of inner episodes
 are in ``TrialBatch.episode_ends``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from meta_rl_lessons.batch import EpisodeBatch
 from meta_rl_lessons.envs.base import TaskFamily
 from meta_rl_lessons.envs.rl2 import RL2BatchedEnv
-from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl2.policy import RL2Policy
 
 __all__ = ["TrialBatch", "TrialSampler"]
@@ -102,6 +102,36 @@ class TrialSampler:
     @property
     def num_trials(self) -> int:
         return self.num_tasks * self.trials_per_task
+
+    def state_dict(self) -> dict[str, Any]:
+        """What one :meth:`sample` passes on to the next (``weights_only``-safe): the task generator's state,
+        the environment's generators' states and the step count.
+
+        Nothing else carries over: every call sets the tasks and resets every copy, and runs the trials to
+        their end. Returns ``{"tasks": ..., "env": {name: ...}, "total_steps": int}``.
+        """
+        from meta_rl_lessons.serialization import generator_state
+
+        return {"tasks": generator_state(self.rng),
+                "env": {name: generator_state(g) for name, g in self.env.generators().items()},
+                "total_steps": int(self.total_steps)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`, on a sampler built for the same family and sizes.
+
+        Raises:
+            ValueError: the state names other environment generators than this sampler has.
+        """
+        from meta_rl_lessons.serialization import set_generator_state
+
+        gens, saved = self.env.generators(), state["env"]
+        if set(saved) != set(gens):
+            raise ValueError(f"the sampler state has environment generators {sorted(saved)}, this sampler "
+                             f"has {sorted(gens)}")
+        set_generator_state(self.rng, state["tasks"])
+        for name, g in gens.items():
+            set_generator_state(g, saved[name])
+        self.total_steps = int(state["total_steps"])
 
     def sample_tasks(self) -> list[Any]:
         """``num_tasks`` fresh tasks from the sampler's generator."""
