@@ -83,11 +83,12 @@ def _finite_curves(xs: Sequence[Any], ys: Sequence[Any]) -> list[tuple[np.ndarra
     return clean
 
 
-def _on_grid(clean: list[tuple[np.ndarray, np.ndarray]], points: int) -> tuple[np.ndarray, np.ndarray]:
+def _on_grid(clean: list[tuple[np.ndarray, np.ndarray]], points: int,
+             collapse: bool = True) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = max(x[0] for x, _ in clean), min(x[-1] for x, _ in clean)
     if lo > hi:
         raise ValueError(f"the curves share no x range (largest start {lo}, smallest end {hi})")
-    grid = np.linspace(lo, hi, points) if hi > lo else np.array([lo])
+    grid = np.linspace(lo, hi, points) if hi > lo or not collapse else np.array([lo])
     return grid, np.stack([np.interp(grid, x, y) for x, y in clean])
 
 
@@ -95,13 +96,14 @@ def common_grid(xs: Sequence[Any], ys: Sequence[Any], points: int = 200) -> tupl
     """Curves ``(x_i, y_i)`` interpolated onto one grid: ``(grid [points], curves [runs, points])``.
 
     The grid spans the x range every curve covers (largest first x to smallest last x; no extrapolation),
-    NaN points are dropped first. Unlike :func:`mean_and_spread`, a single curve is interpolated too, so the
-    result always has one row per run (e.g. to pick the run with the best final value).
+    NaN points are dropped first. Unlike :func:`mean_and_spread`, a single curve is interpolated too, and the
+    grid always has ``points`` entries (all equal where the common range is one x), so the result always has
+    one row per run and one column per grid point (e.g. to pick the run with the best final value).
 
     Raises:
         ValueError: as :func:`mean_and_spread`.
     """
-    return _on_grid(_finite_curves(xs, ys), points)
+    return _on_grid(_finite_curves(xs, ys), points, collapse=False)
 
 
 def step_grid(curves: Sequence[tuple[Any, Any]], points: int = 300) -> tuple[np.ndarray, np.ndarray]:
@@ -127,8 +129,9 @@ def band(ax: Any, x: Any, curves: Any, fmt: str = "-", *, label: str | None = No
     shaded band of the same colour (NaN entries ignored); returns the line. ``kwargs`` go to ``ax.plot``."""
     curves = np.asarray(curves, dtype=float)
     (line,) = ax.plot(x, np.nanmean(curves, 0), fmt, color=color, label=label, **kwargs)
-    ax.fill_between(x, np.nanmin(curves, 0), np.nanmax(curves, 0), color=line.get_color() if color is None
-                    else color, alpha=alpha, label=band_label)
+    # an explicit colour fills and outlines the band; without one the band takes the line's colour, unoutlined
+    paint = {"color": color} if color is not None else {"facecolor": line.get_color()}
+    ax.fill_between(x, np.nanmin(curves, 0), np.nanmax(curves, 0), alpha=alpha, label=band_label, **paint)
     return line
 
 
