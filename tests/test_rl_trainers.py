@@ -90,8 +90,8 @@ def test_resolve_device():
 @pytest.mark.parametrize(
     "cls,field,value,match",
     [
-        (PPOConfig, "learning_rate", 0.0, "learning_rate must be > 0"),
-        (PPOConfig, "learning_rate", -1e-3, "learning_rate must be > 0"),
+        (PPOConfig, "learning_rate", 0.0, "learning_rate must be a finite number > 0"),
+        (PPOConfig, "learning_rate", -1e-3, "learning_rate must be a finite number > 0"),
         (PPOConfig, "minibatch_size", 100, "must divide num_envs"),
         (PPOConfig, "gamma", 1.5, "gamma must lie in"),
         (PPOConfig, "num_envs", 0, "num_envs must be a positive integer"),

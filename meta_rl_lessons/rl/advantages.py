@@ -30,6 +30,7 @@ from meta_rl_lessons.rl.batch import EpisodeBatch
 
 __all__ = [
     "LinearFeatureBaseline",
+    "as_flags",
     "discounted_returns",
     "episode_time_steps",
     "fit_linear_baseline",
@@ -46,6 +47,43 @@ def _check_gamma_lam(gamma: float, lam: float | None = None) -> None:
         raise ValueError(f"discount gamma must lie in [0, 1], got {gamma}")
     if lam is not None and not 0.0 <= lam <= 1.0:
         raise ValueError(f"GAE lambda must lie in [0, 1], got {lam}")
+
+
+def _check_tensor(fn: str, name: str, x: Tensor, shape: torch.Size | None = None,
+                  what: str = "rewards") -> None:
+    """Raise ``ValueError`` unless ``x`` is a tensor (of ``shape``, the shape of ``what``)."""
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{fn}: {name} must be a torch.Tensor, got {type(x).__name__}")
+    if shape is not None and x.shape != shape:
+        raise ValueError(f"{fn}: {name} has shape {tuple(x.shape)}, expected {tuple(shape)} (the shape of "
+                         f"{what}, [T, *B]); nothing is broadcast")
+
+
+def _check_rewards(fn: str, rewards: Tensor) -> None:
+    _check_tensor(fn, "rewards", rewards)
+    if rewards.dim() < 1 or rewards.shape[0] < 1 or not rewards.is_floating_point():
+        raise ValueError(f"{fn}: rewards must be a floating-point tensor [T, *B] with T >= 1, got shape "
+                         f"{tuple(rewards.shape)} and dtype {rewards.dtype}")
+
+
+def as_flags(fn: str, name: str, flags: Tensor, shape: torch.Size, what: str = "rewards") -> Tensor:
+    """Episode-boundary flags as a bool tensor of ``shape``: bool as it is, integer or float 0/1 converted
+    (``~`` on an int64 tensor is a bitwise not, ``~1 == -2``: used as a mask it silently gives wrong results).
+
+    Raises:
+        ValueError: ``flags`` is not a tensor of ``shape``, or holds values other than 0 and 1 (naming them).
+    """
+    _check_tensor(fn, name, flags, shape, what)
+    if flags.dtype == torch.bool:
+        return flags
+    if flags.is_complex():
+        raise ValueError(f"{fn}: {name} must be bool or 0/1, got dtype {flags.dtype}")
+    bad = (flags != 0) & (flags != 1)
+    if bool(bad.any()):
+        values = torch.unique(flags[bad])[:5].tolist()
+        raise ValueError(f"{fn}: {name} must be bool or 0/1 (integer or float), got values {values} "
+                         f"(dtype {flags.dtype})")
+    return flags != 0
 
 
 def _flags(
@@ -82,8 +120,20 @@ def discounted_returns(
 
     Returns:
         ``[T, *B]`` returns, zero on padding.
+
+    Raises:
+        ValueError: ``gamma`` outside ``[0, 1]``; an argument whose shape is not that of ``rewards``; flags
+            that are not bool or 0/1.
     """
+    fn = "discounted_returns"
     _check_gamma_lam(gamma)
+    _check_rewards(fn, rewards)
+    shape = rewards.shape
+    terminated = None if terminated is None else as_flags(fn, "terminated", terminated, shape)
+    truncated = None if truncated is None else as_flags(fn, "truncated", truncated, shape)
+    for name, x in (("mask", mask), ("next_values", next_values)):
+        if x is not None:
+            _check_tensor(fn, name, x, shape)
     no = torch.zeros_like(rewards, dtype=torch.bool)
     end, boot, m = _flags(no if terminated is None else terminated, no if truncated is None else truncated,
                           mask, rewards.dtype)
@@ -120,8 +170,22 @@ def gae(
     Returns:
         ``(advantages, returns)``, both ``[T, *B]`` and zero on padding; ``returns = advantages + values``
         are the :math:`\lambda`-returns used as value targets.
+
+    Raises:
+        ValueError: ``gamma`` or ``lam`` outside ``[0, 1]``; ``values``, ``next_values``, a flag or ``mask``
+            whose shape is not that of ``rewards`` (a ``[B]`` value would otherwise broadcast silently);
+            flags that are not bool or 0/1.
     """
+    fn = "gae"
     _check_gamma_lam(gamma, lam)
+    _check_rewards(fn, rewards)
+    shape = rewards.shape
+    _check_tensor(fn, "values", values, shape)
+    _check_tensor(fn, "next_values", next_values, shape)
+    terminated = as_flags(fn, "terminated", terminated, shape)
+    truncated = as_flags(fn, "truncated", truncated, shape)
+    if mask is not None:
+        _check_tensor(fn, "mask", mask, shape)
     end, _, m = _flags(terminated, truncated, mask, rewards.dtype)
     # (eq. td-error): zero value after a termination, V(s'_t) otherwise (including truncation).
     deltas = rewards + gamma * next_values * (~terminated) - values
@@ -148,7 +212,13 @@ def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: fl
         advantages: ``[T, *B]`` (or any shape).
         mask: same shape, 1 for real steps; padding stays 0 in the output and is excluded from the
             statistics (an unmasked mean would be pulled towards zero by padding).
+
+    Raises:
+        ValueError: ``mask`` of another shape, or fewer than 2 real steps.
     """
+    _check_tensor("normalize_advantages", "advantages", advantages)
+    if mask is not None:
+        _check_tensor("normalize_advantages", "mask", mask, advantages.shape, "advantages")
     if mask is None:
         mask = torch.ones_like(advantages)
     n = mask.sum()
@@ -161,7 +231,14 @@ def normalize_advantages(advantages: Tensor, mask: Tensor | None = None, eps: fl
 
 # --------------------------------------------------------------------------- linear feature baseline
 def episode_time_steps(terminated: Tensor, truncated: Tensor) -> Tensor:
-    """Time since the start of the current episode, ``[T, *B]`` float (0 at row 0 and after every end)."""
+    """Time since the start of the current episode, ``[T, *B]`` float (0 at row 0 and after every end).
+
+    Raises:
+        ValueError: flags of different shapes, or not bool or 0/1.
+    """
+    _check_tensor("episode_time_steps", "terminated", terminated)
+    terminated = as_flags("episode_time_steps", "terminated", terminated, terminated.shape)
+    truncated = as_flags("episode_time_steps", "truncated", truncated, terminated.shape, "terminated")
     ends = (terminated | truncated).to(torch.long)
     T = ends.shape[0]
     idx = torch.arange(T, device=ends.device).view(T, *([1] * (ends.dim() - 1))).expand_as(ends)
@@ -182,7 +259,18 @@ def linear_baseline_features(observations: Tensor, time_steps: Tensor, mask: Ten
 
     Returns:
         ``[T, *B, 2 * obs_dim + 4]``.
+
+    Raises:
+        ValueError: ``time_steps`` or ``mask`` not of shape ``observations.shape[:-1]``.
     """
+    fn = "linear_baseline_features"
+    _check_tensor(fn, "observations", observations)
+    if observations.dim() < 2:
+        raise ValueError(f"{fn}: observations must be [T, *B, obs_dim], got shape "
+                         f"{tuple(observations.shape)}")
+    _check_tensor(fn, "time_steps", time_steps, observations.shape[:-1], "observations[..., 0]")
+    if mask is not None:
+        _check_tensor(fn, "mask", mask, observations.shape[:-1], "observations[..., 0]")
     o = observations.clamp(-10.0, 10.0)
     t = (time_steps.to(o.dtype) / 100.0).unsqueeze(-1)
     feats = torch.cat([o, o * o, t, t * t, t * t * t, torch.ones_like(t)], dim=-1)

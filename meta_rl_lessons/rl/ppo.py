@@ -45,8 +45,10 @@ from meta_rl_lessons.rl.utils import (
     CSVLogger,
     RunningMeanStd,
     anneal_learning_rate,
+    check_config_common,
+    check_config_numbers,
+    check_config_range,
     check_finite,
-    check_positive,
     check_positive_ints,
     check_state,
     config_state,
@@ -126,25 +128,24 @@ class PPOConfig:
     """CSV file for per-iteration metrics (``None``: keep them in memory, ``PPO.logger.rows``)."""
 
     def __post_init__(self) -> None:
+        check_config_common(self)
         check_positive_ints(self, "num_envs", "num_steps", "total_steps", "update_epochs", "minibatch_size")
         check_physics(self.env_id, self.physics)
-        for name in ("learning_rate", "adam_eps", "clip_coef", "max_grad_norm"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and not math.isnan(value)):
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {value!r}")
-        for name in ("value_coef", "entropy_coef"):
-            check_positive(f"PPOConfig.{name}", getattr(self, name), allow_zero=True)
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"PPOConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        check_config_numbers(self, "learning_rate", "adam_eps", "clip_coef")
+        check_config_numbers(self, "max_grad_norm", allow_inf=True)
+        check_config_numbers(self, "value_coef", "entropy_coef", allow_zero=True)
+        check_config_range(self, "gamma", 0.0, 1.0, low_open=True)
+        check_config_range(self, "gae_lambda", 0.0, 1.0)
         if self.target_kl is not None:
-            check_positive("PPOConfig.target_kl", self.target_kl)
+            check_config_numbers(self, "target_kl")
         batch = self.num_envs * self.num_steps
+        if self.minibatch_size > batch:
+            raise ValueError(f"PPOConfig.minibatch_size={self.minibatch_size} exceeds the rollout: "
+                             f"num_envs * num_steps = {batch}")
         if batch % self.minibatch_size != 0:
             raise ValueError(
                 f"PPOConfig.minibatch_size={self.minibatch_size} must divide num_envs * num_steps = {batch}"
             )
-        self.hidden_sizes = tuple(self.hidden_sizes)
 
 
 class PPO(TrainerBase):

@@ -46,8 +46,11 @@ from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
+    check_config_choice,
+    check_config_common,
+    check_config_numbers,
+    check_config_range,
     check_finite,
-    check_positive,
     check_positive_ints,
     check_state,
     config_state,
@@ -163,18 +166,13 @@ class REINFORCEConfig:
     """CSV file for per-iteration metrics (``None``: in memory only)."""
 
     def __post_init__(self) -> None:
+        check_config_common(self)
         check_positive_ints(self, "num_envs", "episodes_per_iteration", "iterations", "value_iters")
-        check_positive("REINFORCEConfig.learning_rate", self.learning_rate)
-        check_positive("REINFORCEConfig.value_learning_rate", self.value_learning_rate)
-        if not (self.max_grad_norm > 0):
-            raise ValueError(f"REINFORCEConfig.max_grad_norm must be > 0, got {self.max_grad_norm!r}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"REINFORCEConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        if self.baseline not in ("none", "value", "linear"):
-            raise ValueError(
-                f"REINFORCEConfig.baseline must be 'none', 'value' or 'linear', got {self.baseline!r}")
-        self.hidden_sizes = tuple(self.hidden_sizes)
+        check_config_numbers(self, "learning_rate", "value_learning_rate")
+        check_config_numbers(self, "max_grad_norm", allow_inf=True)
+        check_config_range(self, "gamma", 0.0, 1.0, low_open=True)
+        check_config_range(self, "gae_lambda", 0.0, 1.0)
+        check_config_choice(self, "baseline", ("none", "value", "linear"))
 
 
 class REINFORCE(TrainerBase):

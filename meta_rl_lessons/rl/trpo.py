@@ -45,6 +45,10 @@ from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
+    check_config_choice,
+    check_config_common,
+    check_config_numbers,
+    check_config_range,
     check_finite,
     check_positive,
     check_positive_ints,
@@ -323,24 +327,18 @@ class TRPOConfig:
     """CSV file for per-iteration metrics (``None``: in memory only)."""
 
     def __post_init__(self) -> None:
+        check_config_common(self)
         check_positive_ints(self, "num_envs", "episodes_per_iteration", "iterations", "cg_iters",
                             "max_backtracks", "value_iters")
         check_physics(self.env_id, self.physics)
-        check_positive("TRPOConfig.max_kl", self.max_kl)
-        check_positive("TRPOConfig.value_learning_rate", self.value_learning_rate)
-        check_positive("TRPOConfig.cg_damping", self.cg_damping, allow_zero=True)
-        check_positive("TRPOConfig.accept_ratio", self.accept_ratio, allow_zero=True)
-        if not 0 < self.fvp_subsample <= 1:
-            raise ValueError(f"TRPOConfig.fvp_subsample must lie in (0, 1], got {self.fvp_subsample}")
-        if not 0 < self.backtrack_ratio < 1:
-            raise ValueError(f"TRPOConfig.backtrack_ratio must lie in (0, 1), got {self.backtrack_ratio}")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"TRPOConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        if self.baseline not in ("value", "linear", "none"):
-            raise ValueError(
-                f"TRPOConfig.baseline must be 'value', 'linear' or 'none', got {self.baseline!r}")
-        self.hidden_sizes = tuple(self.hidden_sizes)
+        check_config_numbers(self, "max_kl", "value_learning_rate")
+        check_config_numbers(self, "cg_damping", allow_zero=True)
+        check_config_range(self, "accept_ratio", 0.0, 1.0, high_open=True)
+        check_config_range(self, "fvp_subsample", 0.0, 1.0, low_open=True)
+        check_config_range(self, "backtrack_ratio", 0.0, 1.0, low_open=True, high_open=True)
+        check_config_range(self, "gamma", 0.0, 1.0, low_open=True)
+        check_config_range(self, "gae_lambda", 0.0, 1.0)
+        check_config_choice(self, "baseline", ("value", "linear", "none"))
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:

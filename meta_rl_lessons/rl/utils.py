@@ -24,8 +24,13 @@ __all__ = [
     "make_adam",
     "mujoco_warnings_to_python",
     "RunningMeanStd",
+    "check_config_choice",
+    "check_config_common",
+    "check_config_numbers",
+    "check_config_range",
     "check_finite",
     "check_positive",
+    "check_positive_ints",
     "check_state",
     "config_state",
     "progress",
@@ -112,8 +117,90 @@ def check_positive_ints(config: object, *names: str) -> None:
     """
     for name in names:
         value = getattr(config, name)
-        if not isinstance(value, int) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:  # (True is an int)
             raise ValueError(f"{type(config).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def check_config_numbers(config: object, *names: str, allow_zero: bool = False,
+                         allow_inf: bool = False) -> None:
+    """Raise ``ValueError`` naming ``Class.field`` and its value unless each named field is a number > 0
+    (>= 0 with ``allow_zero``; ``inf`` allowed with ``allow_inf``); NaN and bools are refused."""
+    for name in names:
+        value = getattr(config, name)
+        ok = _is_number(value) and (allow_inf or math.isfinite(value))
+        ok = ok and (value >= 0 if allow_zero else value > 0)
+        if not ok:
+            what = ("a number" if allow_inf else "a finite number") + (" >= 0" if allow_zero else " > 0")
+            raise ValueError(f"{type(config).__name__}.{name} must be {what}"
+                             f"{' (inf: none)' if allow_inf else ''}, got {value!r}")
+
+
+def check_config_range(config: object, name: str, low: float, high: float, *, low_open: bool = False,
+                       high_open: bool = False) -> None:
+    """Raise ``ValueError`` naming ``Class.field``, its value and the interval unless the field lies in it
+    (``low_open``/``high_open``: the bound is excluded)."""
+    value = getattr(config, name)
+    ok = _is_number(value) and (low < value if low_open else low <= value) and \
+        (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{type(config).__name__}.{name} must lie in {interval}, got {value!r}")
+
+
+def check_config_choice(config: object, name: str, allowed: Iterable[Any]) -> None:
+    """Raise ``ValueError`` naming ``Class.field``, its value and the allowed values unless it is one."""
+    allowed = tuple(allowed)
+    value = getattr(config, name)
+    if not any(value == a and type(value) is type(a) for a in allowed):
+        raise ValueError(f"{type(config).__name__}.{name} must be one of {', '.join(map(repr, allowed))}, "
+                         f"got {value!r}")
+
+
+def check_config_common(config: Any) -> None:
+    """The checks every single-task RL config shares (fields it does not have are skipped): ``env_id`` a
+    non-empty string, ``max_episode_steps`` ``None`` or a positive integer, ``hidden_sizes`` positive
+    integers, ``activation`` a known name, ``init_log_std`` finite, ``seed`` a non-negative integer,
+    ``device`` ``"auto"``/``"cpu"``/``"cuda"``/``"cuda:N"``, bool flags bools, ``log_path`` ``None`` or a
+    path. Also turns ``hidden_sizes`` into a tuple."""
+    from meta_rl_lessons.rl.policies import ACTIVATIONS
+
+    cls = type(config).__name__
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    if "env_id" in fields and not (isinstance(config.env_id, str) and config.env_id):
+        raise ValueError(f"{cls}.env_id must be a gymnasium id such as 'CartPole-v1', got {config.env_id!r}")
+    if "max_episode_steps" in fields and config.max_episode_steps is not None:
+        check_positive_ints(config, "max_episode_steps")
+    if "hidden_sizes" in fields:
+        sizes = config.hidden_sizes
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable) or any(
+                isinstance(h, bool) or not isinstance(h, int) or h <= 0 for h in sizes):
+            raise ValueError(f"{cls}.hidden_sizes must be a sequence of positive integers (layer widths), "
+                             f"got {sizes!r}")
+        config.hidden_sizes = tuple(sizes)
+    if "activation" in fields:
+        check_config_choice(config, "activation", sorted(ACTIVATIONS))
+    log_std = getattr(config, "init_log_std", 0.0)
+    if not (_is_number(log_std) and math.isfinite(log_std)):
+        raise ValueError(f"{cls}.init_log_std must be a finite number, got {config.init_log_std!r}")
+    seed = getattr(config, "seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"{cls}.seed must be a non-negative integer, got {config.seed!r}")
+    if "device" in fields:
+        d = config.device
+        name = str(d).strip().lower() if isinstance(d, (str, torch.device)) else None
+        if name is None or not (name in ("auto", "cpu", "cuda") or
+                                (name.startswith("cuda:") and name[5:].isdigit())):
+            raise ValueError(f"{cls}.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {d!r}")
+    for name, f in fields.items():
+        if f.type in ("bool", bool) and not isinstance(getattr(config, name), bool):
+            raise ValueError(f"{cls}.{name} must be True or False, got {getattr(config, name)!r}")
+    log_path = getattr(config, "log_path", None)
+    if not (log_path is None or isinstance(log_path, (str, os.PathLike))):
+        raise ValueError(f"{cls}.log_path must be None or a file path, got {config.log_path!r}")
 
 
 #: Config fields that say where output goes, not what is computed: a state loads whatever their values.
