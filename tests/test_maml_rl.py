@@ -272,3 +272,46 @@ def test_evaluate_protocol_shape_and_step_size_check():
     assert trainer.evaluate(tasks, step_sizes=(0.1, 0.05, 0.05)).shape == (4, 2)
     with pytest.raises(ValueError, match="evaluation step size must be a finite number > 0, got -0.05"):
         trainer.evaluate(tasks, step_sizes=(0.1, -0.05))
+
+
+def _rows(trainer, n):
+    timing = {"sample_time", "update_time"}
+    return [{k: v for k, v in trainer.iteration().items() if k not in timing} for _ in range(n)]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(estimator="dice", inner_steps=2, fvp_method="direct"),
+    dict(estimator="lvc", curvature_subsample=0.5),
+    dict(family="HalfCheetahVel", family_kwargs={"horizon": 10}, num_workers=2),
+], ids=["dice-two-steps", "lvc-curvature-subsample", "halfcheetah-vel-workers"])
+def test_state_dict_resumes_exactly(kwargs, tmp_path) -> None:
+    """A trainer that loads another's state (through a checkpoint file) continues with the same rows and
+    parameters: the task and curvature generators, the sampler's environment generators (the MuJoCo reset
+    noise, here in worker processes) and the process-wide generators all travel in the state."""
+    from meta_rl_lessons.serialization import load_checkpoint, save_checkpoint
+
+    def make():
+        return MAMLTRPO(MAMLTRPOConfig(meta_batch_size=3, num_episodes=2, iterations=4, hidden_sizes=(6,),
+                                       cg_iters=2, seed=1, **kwargs))
+
+    with make() as a:
+        a.iteration()
+        save_checkpoint(a.state_dict(), tmp_path / "m.pt")
+        rows_a = _rows(a, 2)
+        params_a = [p.detach().clone() for p in a.policy.parameters()]
+    torch.manual_seed(5)
+    with make() as b:
+        b.load_state_dict(load_checkpoint(tmp_path / "m.pt"))
+        rows_b = _rows(b, 2)
+        assert all(torch.equal(p, q) for p, q in zip(params_a, b.policy.parameters(), strict=True))
+    assert rows_a == rows_b
+
+
+def test_load_state_dict_refuses_another_config() -> None:
+    small = dict(meta_batch_size=2, num_episodes=2, iterations=2, hidden_sizes=(4,), cg_iters=2)
+    with MAMLTRPO(MAMLTRPOConfig(**small)) as a, MAMLTRPO(MAMLTRPOConfig(**small, inner_lr=0.2)) as b:
+        with pytest.raises(ValueError, match=r"different MAMLTRPOConfig \(inner_lr: 0.1 in the state, "
+                                             r"0.2 here\)"):
+            b.load_state_dict(a.state_dict())
+        with MAMLTRPO(MAMLTRPOConfig(**small, progress=True, log_path=None)) as c:
+            c.load_state_dict(a.state_dict())  # where output goes is not part of the computation

@@ -4,6 +4,7 @@ The chapters ``chapters/02-maml-derivation.ipynb`` and ``chapters/02b-maml-rl.ip
 """
 
 from meta_rl_lessons.maml.rl import ESTIMATORS, MAMLTRPO, MAMLTRPOConfig
-from meta_rl_lessons.maml.supervised import SinusoidConfig, SinusoidFamily, train_sinusoid
+from meta_rl_lessons.maml.supervised import SinusoidConfig, SinusoidFamily, SinusoidTrainer, train_sinusoid
 
-__all__ = ["ESTIMATORS", "MAMLTRPO", "MAMLTRPOConfig", "SinusoidConfig", "SinusoidFamily", "train_sinusoid"]
+__all__ = ["ESTIMATORS", "MAMLTRPO", "MAMLTRPOConfig", "SinusoidConfig", "SinusoidFamily", "SinusoidTrainer",
+           "train_sinusoid"]

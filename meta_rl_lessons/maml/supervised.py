@@ -32,10 +32,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
+
+from meta_rl_lessons.rl.utils import CSVLogger, check_state, config_state
+from meta_rl_lessons.serialization import to_safe
+from meta_rl_lessons.trainer import Row, TrainerBase, load_rng_state, rng_state
 
 __all__ = [
     "METHODS",
@@ -43,9 +48,10 @@ __all__ = [
     "SinusoidFamily",
     "SinusoidResult",
     "SinusoidTasks",
+    "SinusoidTrainer",
     "adapt",
     "adapt_tasks",
-        "evaluate_adaptation",
+    "evaluate_adaptation",
     "make_regressor",
     "meta_gradient",
     "meta_loss",
@@ -272,7 +278,8 @@ def reptile_update(model: nn.Module, params: Params, x: Tensor, y: Tensor, inner
 # ============================================================================ training and evaluation
 @dataclass
 class SinusoidConfig:
-    """Hyper-parameters of :func:`train_sinusoid` (defaults: Finn et al. 2017, appendix A.1)."""
+    """Hyper-parameters of :class:`SinusoidTrainer` and :func:`train_sinusoid` (defaults: Finn et al. 2017,
+    appendix A.1)."""
 
     method: str = "maml"
     """``"maml"`` (second order), ``"fomaml"`` (first order), ``"reptile"`` or ``"pretrain"``."""
@@ -335,26 +342,61 @@ class SinusoidResult:
     """Wall-clock training time."""
 
 
-def train_sinusoid(config: SinusoidConfig, family: SinusoidFamily | None = None) -> SinusoidResult:
-    """Meta-train (or pretrain) the sinusoid regressor; a fresh task batch every iteration.
+class SinusoidTrainer(TrainerBase):
+    """Meta-training (or pretraining) of the sinusoid regressor, one meta-update per :meth:`iteration`, on a
+    fresh batch of ``meta_batch_size`` tasks each time; follows the trainer protocol
+    (:mod:`meta_rl_lessons.trainer`).
 
     Example::
 
-        result = train_sinusoid(SinusoidConfig(method="maml", iterations=2000))
-        curves = evaluate_adaptation(result.model, result.params, k_shot=10, steps=(0, 1, 10))
+        trainer = SinusoidTrainer(SinusoidConfig(method="maml", iterations=2000))
+        trainer.train()
+        result = trainer.result()          # what train_sinusoid returns
+
+    Attributes:
+        family: the task family; model: the network (a function: its own parameters are not trained);
+        params: the trained (meta-)parameters ``name -> tensor``; optimizer: Adam on ``params`` (``None`` for
+        Reptile, whose meta-step is an interpolation); generator: draws the tasks and the data points;
+        logger: one row per iteration (``iteration``, ``loss``, ``train_time``).
     """
-    c = config
-    family = family or SinusoidFamily()
-    torch.manual_seed(c.seed)
-    device = torch.device(c.device)
-    model = make_regressor(c.hidden_sizes).to(device)
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
-    optimizer = torch.optim.Adam(params.values(), lr=c.meta_lr) if c.method != "reptile" else None
-    gen = torch.Generator().manual_seed(c.seed + 1)
-    result = SinusoidResult(c, model, params)
-    running, count = 0.0, 0
-    start = time.perf_counter()
-    for it in range(1, c.iterations + 1):
+
+    name = "sinusoid"
+    return_key = "loss"
+
+    def __init__(self, config: SinusoidConfig, family: SinusoidFamily | None = None) -> None:
+        self.config = c = config
+        self.family = family or SinusoidFamily()
+        torch.manual_seed(c.seed)
+        self.device = torch.device(c.device)
+        self.model = make_regressor(c.hidden_sizes).to(self.device)
+        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in self.model.named_parameters()}
+        self.optimizer = (torch.optim.Adam(self.params.values(), lr=c.meta_lr) if c.method != "reptile"
+                          else None)
+        self.generator = torch.Generator().manual_seed(c.seed + 1)
+        self.logger = CSVLogger(None)
+        self.iterations_done = 0
+        self.train_time = 0.0
+        # The loss record of SinusoidResult: means over log_every iterations, and the running sum behind them.
+        self.recorded_iterations: list[int] = []
+        self.recorded_losses: list[float] = []
+        self._running, self._count = 0.0, 0
+
+    @property
+    def total_iterations(self) -> int:
+        """Meta-updates of a full run (``config.iterations``)."""
+        return self.config.iterations
+
+    def iteration(self) -> Row:
+        """One meta-update (MAML, first-order MAML, Reptile) or pretraining step on fresh tasks; returns the
+        row ``{"iteration", "loss", "train_time"}``.
+
+        Raises:
+            FloatingPointError: the loss is not finite (naming the method and the iteration).
+        """
+        c, family, model, params, device = self.config, self.family, self.model, self.params, self.device
+        gen = self.generator
+        start = time.perf_counter()
+        it = self.iterations_done + 1
         tasks = family.sample_tasks(c.meta_batch_size, gen)
         sx, sy = (t.to(device) for t in family.sample_data(tasks, c.k_shot, gen))
         if c.method == "reptile":
@@ -373,18 +415,77 @@ def train_sinusoid(config: SinusoidConfig, family: SinusoidFamily | None = None)
                                             first_order=c.method == "fomaml")
             for k, p in params.items():
                 p.grad = grads[k]
-            optimizer.step()
+            self.optimizer.step()
         if not math.isfinite(float(loss)):
             raise FloatingPointError(f"{c.method}: loss {float(loss)} at iteration {it}; lower meta_lr")
-        running += float(loss)
-        count += 1
+        self._running += float(loss)
+        self._count += 1
         if it % c.log_every == 0 or it == c.iterations:
-            result.iterations.append(it)
-            result.losses.append(running / count)
-            running, count = 0.0, 0
-    result.params = {k: v.detach() for k, v in params.items()}
-    result.seconds = time.perf_counter() - start
-    return result
+            self.recorded_iterations.append(it)
+            self.recorded_losses.append(self._running / self._count)
+            self._running, self._count = 0.0, 0
+        self.iterations_done = it
+        self.train_time += time.perf_counter() - start
+        row = {"iteration": it, "loss": float(loss), "train_time": self.train_time}
+        self.logger.log(row)
+        return row
+
+    def result(self) -> SinusoidResult:
+        """The run so far as a :class:`SinusoidResult` (its ``params`` share storage with :attr:`params`)."""
+        return SinusoidResult(self.config, self.model, {k: v.detach() for k, v in self.params.items()},
+                              list(self.recorded_iterations), list(self.recorded_losses), self.train_time)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next meta-updates depend on (a ``weights_only``-safe snapshot): the config, the
+        parameters, Adam's moments, the iteration count, the loss record (with its running sum) and the
+        random generators (the task and data generator, and the process-wide ones)."""
+        return to_safe({
+            "config": config_state(self.config), "params": dict(self.params),
+            "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+            "iterations_done": self.iterations_done, "train_time": self.train_time,
+            "recorded_iterations": self.recorded_iterations, "recorded_losses": self.recorded_losses,
+            "running": self._running, "count": self._count, "rng": rng_state({"data": self.generator})})
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Inverse of :meth:`state_dict` (as returned, or as read back by
+        :func:`~meta_rl_lessons.serialization.load_checkpoint`), on a trainer built from the same config.
+
+        Raises:
+            ValueError: a state with missing entries or saved with another config (naming the fields).
+        """
+        check_state(type(self).__name__, self.config, state,
+                    ("params", "optimizer", "iterations_done", "train_time", "recorded_iterations",
+                     "recorded_losses", "running", "count", "rng"))
+        saved = state["params"]
+        if set(saved) != set(self.params):
+            raise ValueError(f"SinusoidTrainer.load_state_dict: the state has parameters {sorted(saved)}, "
+                             f"the model has {sorted(self.params)}")
+        with torch.no_grad():  # in place: the optimiser holds these tensors
+            for k, p in self.params.items():
+                p.copy_(saved[k])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.iterations_done = int(state["iterations_done"])
+        self.train_time = float(state["train_time"])
+        self.recorded_iterations = [int(i) for i in state["recorded_iterations"]]
+        self.recorded_losses = [float(x) for x in state["recorded_losses"]]
+        self._running, self._count = float(state["running"]), int(state["count"])
+        load_rng_state(state["rng"], {"data": self.generator})  # last: nothing may draw after it
+
+
+def train_sinusoid(config: SinusoidConfig, family: SinusoidFamily | None = None) -> SinusoidResult:
+    """Meta-train (or pretrain) the sinusoid regressor; a fresh task batch every iteration
+    (:class:`SinusoidTrainer` run to the end).
+
+    Example::
+
+        result = train_sinusoid(SinusoidConfig(method="maml", iterations=2000))
+        curves = evaluate_adaptation(result.model, result.params, k_shot=10, steps=(0, 1, 10))
+    """
+    trainer = SinusoidTrainer(config, family)
+    trainer.train()
+    return trainer.result()
 
 
 def evaluate_adaptation(model: nn.Module, params: Params, k_shot: int, steps: Sequence[int] = (0, 1, 5, 10),
