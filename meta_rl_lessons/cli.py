@@ -33,6 +33,7 @@ import sys
 import tempfile
 import textwrap
 import typing
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def _checkpoint(rd: runs.RunDir, what: str) -> dict[str, Any]:
     if not rd.checkpoint_path.is_file():
         raise CLIError(f"run {str(rd.path)!r} has no checkpoint.pt {what}: it was stopped before its first "
                        "checkpoint; start it again with `meta-rl train ... --force`")
-    ckpt = runs.load_checkpoint(rd.checkpoint_path)
+    ckpt = runs.read_checkpoint(rd.checkpoint_path)
     if ckpt.get("format") != runs.FORMAT:
         raise CLIError(f"checkpoint {str(rd.checkpoint_path)!r} has format {ckpt.get('format', 1)!r}, from before "
                        f"the trainer protocol (format {runs.FORMAT}); start the run again (meta-rl train ... "
@@ -538,6 +539,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(raw)
     args.argv = ["meta-rl", *raw]
+    format_warning = warnings.formatwarning
+    # a warning is a sentence for the user (an inexact resume, say), not a source location
+    warnings.formatwarning = lambda message, *_, **__: f"meta-rl: warning: {message}\n"
     try:
         return COMMANDS[args.command](args)
     except USER_ERRORS as err:
@@ -554,6 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise  # anything else is a bug: keep the traceback
         print(f"meta-rl: error: {message}", file=sys.stderr)
         return 2
+    finally:
+        warnings.formatwarning = format_warning
 
 
 if __name__ == "__main__":

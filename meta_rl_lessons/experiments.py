@@ -832,6 +832,18 @@ def run_search(config: AdaptiveConfig, run_dir: Any, *, stop_after: int | None =
     from meta_rl_lessons import runs
 
     rd = run_dir if isinstance(run_dir, runs.RunDir) else runs.RunDir(run_dir)
+    try:
+        return _search_session(config, rd, stop_after, command, stop)
+    except runs.Interrupted as err:  # a second signal: the finished segments are kept
+        print(f"\nmeta-rl: stopped at once; finished segments are kept. Continue with:  meta-rl resume {rd.path}",
+              file=sys.stderr)
+        return runs.RunResult("interrupted", rd.read_progress(), rd.path, signum=err.signum)
+
+
+def _search_session(config: AdaptiveConfig, rd: Any, stop_after: int | None, command: Sequence[str] | None,
+                    stop: Any) -> Any:
+    from meta_rl_lessons import runs
+
     with runs.RunSession(rd, "adaptive", normalised(config), command=command, stop=stop) as session:
         rows = session.rows
         search_dir = rd.path / "search"
@@ -879,6 +891,8 @@ def run_search(config: AdaptiveConfig, run_dir: Any, *, stop_after: int | None =
         try:
             result = _search(config, search_dir, executor)
         except _SearchStopped:
+            print(f"meta-rl: search stopped after {len(rows)} segments; continue with:  meta-rl resume {rd.path}",
+                  file=sys.stderr)
             return session.end("stopped" if not session.stop.requested else "interrupted")
         finally:
             executor.close()

@@ -150,3 +150,120 @@ def test_get_and_set_path():
     assert a.b.c == 2
     with pytest.raises(AttributeError, match="no attribute 'x' \\(in path 'b.x'\\)"):
         runs.get_path(a, "b.x")
+
+
+# ---------------------------------------------------------------------------------------------- the run loop
+from dataclasses import dataclass  # noqa: E402
+
+from meta_rl_lessons.trainer import TrainerBase  # noqa: E402
+
+
+@dataclass
+class CountConfig:
+    iterations: int = 5
+    seed: int = 0
+
+
+class Counter(TrainerBase):
+    """A tiny trainer following the protocol: a NumPy generator is its whole state. ``signal_at`` sends
+    this process a signal inside that iteration (as Slurm or Ctrl-C would)."""
+
+    name = "counter"
+
+    def __init__(self, config: CountConfig, signal_at: dict[int, tuple[int, ...]] | None = None) -> None:
+        self.config, self.iterations_done, self.logger = config, 0, None
+        self.rng = np.random.default_rng(config.seed)
+        self.signal_at = signal_at or {}
+        self.closed = 0
+
+    @property
+    def total_iterations(self) -> int:
+        return self.config.iterations
+
+    def iteration(self) -> dict:
+        import os
+
+        self.iterations_done += 1
+        for signum in self.signal_at.get(self.iterations_done, ()):
+            os.kill(os.getpid(), signum)
+        return {"iteration": self.iterations_done, "env_steps": 10 * self.iterations_done,
+                "episode_return": float(self.rng.normal())}
+
+    def state_dict(self) -> dict:
+        return {"iterations_done": self.iterations_done, "rng": runs.generator_state(self.rng)}
+
+    def load_state_dict(self, state) -> None:
+        self.iterations_done = int(state["iterations_done"])
+        runs.set_generator_state(self.rng, state["rng"])
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def plain(rows):
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+
+
+def test_run_from_python_returns_rows_and_continues_a_finished_run_at_once(tmp_path, capsys):
+    result = runs.run(Counter(CountConfig()), tmp_path / "r", progress=False)
+    assert result.status == "finished" and result.exit_code == 0 and len(result.rows) == 5
+    assert [r["env_steps_total"] for r in result.rows] == [10, 20, 30, 40, 50]
+    assert plain(runs.RunDir(tmp_path / "r").read_progress()) == plain(result.rows)
+    assert "meta-rl: iteration 1/5" in capsys.readouterr().err  # plain log lines without a bar
+    again = runs.run(Counter(CountConfig()), tmp_path / "r", progress=False)
+    assert again.status == "finished" and plain(again.rows) == plain(result.rows)
+    config = runs.RunDir(tmp_path / "r").read_config()
+    assert config == {"algorithm": "counter", "config": {"iterations": 5, "seed": 0}}
+
+
+@pytest.mark.parametrize("signum, code", [(2, 130), (15, 143)])
+def test_sigint_and_sigterm_finish_the_iteration_checkpoint_and_resume_exactly(tmp_path, signum, code):
+    expected = runs.run(Counter(CountConfig()), tmp_path / "ref", progress=False).rows
+    result = runs.run(Counter(CountConfig(), signal_at={2: (signum,)}), tmp_path / "r", progress=False)
+    assert result.status == "interrupted" and result.exit_code == code and len(result.rows) == 2
+    assert runs.RunDir(tmp_path / "r").read_json("provenance.json")["status"] == "interrupted"
+    assert len(runs.load_checkpoint(tmp_path / "r" / "checkpoint.pt")["rows"]) == 2
+    resumed = runs.run(Counter(CountConfig()), tmp_path / "r", progress=False)
+    assert resumed.status == "finished" and plain(resumed.rows) == plain(expected)
+    sessions = runs.RunDir(tmp_path / "r").read_json("provenance.json")["sessions"]
+    assert [s["status"] for s in sessions] == ["interrupted", "finished"]
+
+
+def test_a_second_signal_stops_at_once_keeping_the_previous_checkpoint(tmp_path):
+    run = tmp_path / "r"
+    runs.run(Counter(CountConfig()), run, progress=False, stop_after=2)
+    result = runs.run(Counter(CountConfig(), signal_at={3: (15, 15)}), run, progress=False)
+    assert result.status == "interrupted" and result.exit_code == 143
+    assert len(runs.load_checkpoint(run / "checkpoint.pt")["rows"]) == 2  # the checkpoint before both signals
+    assert runs.RunDir(run).read_json("provenance.json")["status"] == "interrupted"
+
+
+def test_the_run_refuses_another_config_format_1_and_removes_stale_temporaries(tmp_path):
+    import subprocess
+    import sys
+
+    run = tmp_path / "r"
+    runs.run(Counter(CountConfig()), run, progress=False, stop_after=1)
+    with pytest.raises(runs.RunError, match=r"differs from checkpoint .* in iterations \(checkpoint 5, now 9\)"):
+        runs.run(Counter(CountConfig(iterations=9)), run, progress=False)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = run / f".checkpoint.pt.tmp{dead}"
+    stale.write_bytes(b"half a checkpoint")  # what a kill -9 during a save leaves
+    result = runs.run(Counter(CountConfig(iterations=9)), run, progress=False, allow_changes={"iterations"})
+    assert result.status == "finished" and len(result.rows) == 9 and not stale.exists()
+    runs.save_checkpoint({"format": 1, "algorithm": "counter", "rows": []}, run / "checkpoint.pt")
+    with pytest.raises(runs.RunError, match="has format 1"):
+        runs.run(Counter(CountConfig()), run, progress=False)
+
+
+def test_callbacks_see_every_row_and_can_stop_the_run(tmp_path):
+    seen = []
+
+    class StopAtThree(runs.Callback):
+        def on_row(self, session, row):
+            seen.append(row["iteration"])
+            return row["iteration"] < 3
+
+    result = runs.run(Counter(CountConfig()), tmp_path / "r", progress=False, callbacks=[StopAtThree()])
+    assert seen == [1, 2, 3] and result.status == "interrupted" and result.exit_code == 0
