@@ -8,7 +8,7 @@ installed, so ``gymnasium.make("MetaRL/HalfCheetahVel-v0")`` works in a fresh in
 
 from __future__ import annotations
 
-__all__ = ["ENTRY_POINTS", "ENV_IDS", "register_envs"]
+__all__ = ["ENTRY_POINTS", "ENV_IDS", "WARP_FAMILIES", "WARP_VECTOR_ENTRY_POINT", "register_envs"]
 
 #: Where gymnasium finds each family's environment class, by family name.
 ENTRY_POINTS: dict[str, str] = {
@@ -26,6 +26,14 @@ ENTRY_POINTS: dict[str, str] = {
 ENV_IDS: tuple[str, ...] = tuple(f"MetaRL/{name}-v0" for name in ENTRY_POINTS)
 
 
+#: The families whose gymnasium vector env also exists on MuJoCo Warp (the locomotion families).
+WARP_FAMILIES: tuple[str, ...] = ("HalfCheetahVel", "HalfCheetahDir", "AntVel", "AntDir", "AntGoal")
+#: Their vector env, registered as ``MetaRLWarp/<Name>-v0`` (a vector entry point only: ``gymnasium.make_vec``
+#: builds it, ``gymnasium.make`` has nothing to build). A namespace of its own, so that ``make_vec`` of a
+#: ``MetaRL/<Name>-v0`` id keeps building gymnasium's ``SyncVectorEnv`` of C-MuJoCo envs.
+WARP_VECTOR_ENTRY_POINT = "meta_rl_lessons.envs.warp_vector:WarpVectorEnv"
+
+
 def register_envs() -> None:
     """Register every ``MetaRL/<Name>-v0`` id with gymnasium (idempotent)."""
     from gymnasium.envs.registration import register, registry
@@ -36,3 +44,8 @@ def register_envs() -> None:
         env_id = f"MetaRL/{name}-v0"
         if env_id not in registry:
             register(id=env_id, entry_point=entry)
+    for name in WARP_FAMILIES:  # rl.sampling.make_vector_env(..., physics="warp") builds these
+        warp_id = f"MetaRLWarp/{name}-v0"
+        if warp_id not in registry:
+            register(id=warp_id, vector_entry_point=WARP_VECTOR_ENTRY_POINT,
+                     kwargs={"env_id": f"MetaRL/{name}-v0"})

@@ -14,10 +14,13 @@ appears one step late). We use ``AutoresetMode.SAME_STEP`` instead, deliberately
 :func:`make_vector_env` builds environments in that mode, and :class:`VectorSampler` refuses any other mode
 with an error saying how to build one.
 
-**Physics.** ``make_vector_env(id, n, physics="warp")`` builds, for a MetaRL locomotion id, a
-:class:`~meta_rl_lessons.envs.warp_vector.WarpVectorEnv` instead of gymnasium's ``SyncVectorEnv``: the same
-spaces, seeding, tasks, time limit and ``SAME_STEP`` autoreset, the physics of all sub-environments batched in
-MuJoCo Warp (on ``device``), NumPy arrays at the boundary. PPO and TRPO pass their config's ``physics`` here.
+**Physics.** ``make_vector_env(id, n, physics="warp")`` builds, for a MetaRL locomotion id, the MuJoCo Warp
+vector env instead of gymnasium's ``SyncVectorEnv``: the same spaces, seeding, tasks, time limit and
+``SAME_STEP`` autoreset, the physics of all sub-environments batched in MuJoCo Warp (on ``device``), NumPy
+arrays at the boundary. PPO and TRPO pass their config's ``physics`` here. This module reaches that env only
+through gymnasium: it is registered as the vector entry point of ``<namespace>Warp/<name>-v<k>``
+(``MetaRLWarp/HalfCheetahVel-v0``, see :mod:`meta_rl_lessons.registration`), and built with
+``gymnasium.make_vec``; ``rl`` imports nothing from ``meta_rl_lessons.envs``.
 
 **Devices.** The policy runs on its own device; observations are moved there once per step, and the returned
 batch lives there too. Environment data is gathered in NumPy and converted once per call.
@@ -42,22 +45,44 @@ from torch import nn
 from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.utils import RunningMeanStd, mujoco_warnings_to_python
 
-__all__ = ["VectorSampler", "check_physics", "make_env", "make_vector_env"]
+__all__ = ["PHYSICS", "VectorSampler", "check_physics", "make_env", "make_vector_env", "warp_env_id"]
+
+#: The physics backends of :func:`make_vector_env`.
+PHYSICS: tuple[str, ...] = ("mujoco", "warp")
+
+
+def warp_env_id(env_id: str) -> str:
+    """The gymnasium id of ``env_id``'s MuJoCo Warp vector env: ``"MetaRL/AntDir-v0"`` ->
+    ``"MetaRLWarp/AntDir-v0"`` (whether it is registered is :func:`check_physics`'s business)."""
+    from gymnasium.envs.registration import parse_env_id
+
+    namespace, name, version = parse_env_id(env_id)
+    return f"{namespace}Warp/{name}-v{version}" if namespace and version is not None else ""
 
 
 def check_physics(env_id: str, physics: str) -> None:
     """Raise ``ValueError`` unless ``physics`` is ``"mujoco"`` (the registered env, any id) or ``"warp"`` for
-    a MetaRL locomotion id (``MetaRL/HalfCheetahVel-v0``, ...); the message names the value and what is
-    allowed.
+    an id whose Warp vector env is registered (the MetaRL locomotion ids, ``MetaRL/HalfCheetahVel-v0``, ...);
+    the message names the value and what is allowed.
     """
     if physics == "mujoco":
         return
-    from meta_rl_lessons.envs.locomotion import PHYSICS
-    from meta_rl_lessons.envs.warp_vector import locomotion_family_name
-
     if physics not in PHYSICS:
         raise ValueError(f"physics={physics!r} is not allowed; use one of {PHYSICS}")
-    locomotion_family_name(env_id)
+    from gymnasium.error import Error
+
+    from meta_rl_lessons.registration import register_envs
+
+    register_envs()  # (normally done when gymnasium is imported; idempotent)
+    try:
+        warp_id = warp_env_id(env_id)
+    except Error:  # not an id gymnasium can parse
+        warp_id = ""
+    if warp_id not in gym.registry:
+        ids = sorted(spec.kwargs["env_id"] for spec in gym.registry.values()
+                     if spec.namespace and spec.namespace.endswith("Warp") and "env_id" in spec.kwargs)
+        raise ValueError(f"physics='warp' needs a MetaRL locomotion env id, got {env_id!r}; MuJoCo Warp runs "
+                         f"{', '.join(ids)}")
 
 
 def make_vector_env(
@@ -78,19 +103,19 @@ def make_vector_env(
         vectorization_mode: ``"sync"`` (one process; best for cheap environments and 2 cores) or ``"async"``.
         max_episode_steps: override the registered time limit (episodes end with ``truncated=True``).
         physics: ``"mujoco"``: the registered env as it is (C MuJoCo for the MuJoCo envs); ``"warp"``: for a
-            MetaRL locomotion id only, a :class:`~meta_rl_lessons.envs.warp_vector.WarpVectorEnv` (same
-            spaces, seeding, tasks, time limit and autoreset; physics in MuJoCo Warp; the ``[warp]`` extra).
+            MetaRL locomotion id only, the vector env registered as :func:`warp_env_id` (a
+            :class:`~meta_rl_lessons.envs.warp_vector.WarpVectorEnv`: same spaces, seeding, tasks, time limit
+            and autoreset; physics in MuJoCo Warp; the ``[warp]`` extra).
         device: ``physics="warp"``: where the Warp worlds live (``None``: the CPU); otherwise ignored.
         env_kwargs: passed to the environment constructor.
     """
     if num_envs <= 0:
         raise ValueError(f"num_envs must be a positive integer, got {num_envs}")
     check_physics(env_id, physics)
-    if physics == "warp":
-        from meta_rl_lessons.envs.warp_vector import WarpVectorEnv
-
-        return WarpVectorEnv(env_id, num_envs, device="cpu" if device is None else device,
-                             max_episode_steps=max_episode_steps, **env_kwargs)
+    if physics == "warp":  # the registered vector entry point (in SAME_STEP autoreset mode already)
+        return gym.make_vec(warp_env_id(env_id), num_envs=num_envs, vectorization_mode="vector_entry_point",
+                            device="cpu" if device is None else device, max_episode_steps=max_episode_steps,
+                            **env_kwargs)
     if max_episode_steps is not None:
         env_kwargs["max_episode_steps"] = max_episode_steps
     with mujoco_warnings_to_python():  # MuJoCo 4 prints deprecation notices for gymnasium's model files
