@@ -551,10 +551,9 @@ class Spec:
         if self.trainer_factory is None:
             raise ExperimentError(f"{self.name} has no trainer; it runs through experiments.run_search")
         try:
-            trainer = self.trainer_factory(config)
+            return self.trainer_factory(config)
         except ValueError as err:
             raise ExperimentError(f"cannot build the {self.name} trainer: {err}") from None
-        return _protocol_shim(trainer, self)
 
     def evaluate(self, trainer: Any, **protocol: Any) -> dict[str, Any]:
         """The evaluation report of ``trainer`` (keyword arguments: ``episodes``, ``tasks``, ``steps``,
@@ -562,20 +561,6 @@ class Spec:
         if self.evaluator is None:
             raise ExperimentError(f"{self.name} has no trainer to evaluate")
         return self.evaluator(trainer, **protocol)
-
-
-def _protocol_shim(trainer: Any, s: Spec) -> Any:
-    """TEMPORARY (#15, while the trainers move onto the protocol): the protocol members a trainer lacks."""
-    if not getattr(trainer, "name", ""):
-        trainer.name = s.name
-        trainer.return_key = s.return_key
-    if not hasattr(trainer, "total_iterations"):
-        c = trainer.config
-        trainer.total_iterations = int(getattr(c, "iterations", getattr(c, "total_iterations", 0)))
-    if not hasattr(trainer, "close"):
-        envs = getattr(trainer, "envs", None)
-        trainer.close = envs.close if envs is not None else (lambda: None)
-    return trainer
 
 
 SPECS: dict[str, Spec] = {s.name: s for s in (

@@ -339,11 +339,17 @@ def _parse_train_command(argv: Sequence[str]) -> dict[str, Any]:
     p.add_argument("--device", default="cpu")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--threads", type=int, default=None)
+    # the flags of `meta-rl train` that change where and how a run is shown, not what it computes
+    for flag in ("--out", "--checkpoint-every", "--log-every", "--stop-after-iterations"):
+        p.add_argument(flag)
+    for flag in ("--force", "--no-progress", "--tensorboard"):
+        p.add_argument(flag, action="store_true")
     try:
-        args, _ = p.parse_known_args(list(argv[2:]))
+        args = p.parse_args(list(argv[2:]))
     except ValueError as err:
         raise ValueError(f"the command line rejects {' '.join(argv)!r}: {err}") from None
-    return vars(args)
+    return {k: v for k, v in vars(args).items() if k in ("algorithm", "env", "budget", "seed", "device", "set",
+                                                         "threads")}
 
 
 def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -379,6 +385,10 @@ def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = 
     return normalised(meta)
 
 
+#: Config classes that moved (recorded name -> today's): the same fields, so the same config.
+MOVED_CLASSES: dict[str, str] = {"meta_rl_lessons.cli.AdaptiveConfig": "meta_rl_lessons.experiments.AdaptiveConfig"}
+
+
 def check_result(name: str, root: str | os.PathLike | None = None) -> list[str]:
     """Everything wrong with result ``name`` (an empty list when it is sound):
 
@@ -408,9 +418,11 @@ def check_result(name: str, root: str | os.PathLike | None = None) -> list[str]:
     else:
         keys = ("algorithm", "env", "budget", "seed", "device", "threads", "overrides", "config_class",
                 "config")
+        recorded = {**r.config, "config_class": MOVED_CLASSES.get(r.config.get("config_class"),
+                                                                   r.config.get("config_class"))}
         for key in keys:
-            if rebuilt.get(key) != r.config.get(key):
-                diff = rebuilt.get(key), r.config.get(key)
+            if rebuilt.get(key) != recorded.get(key):
+                diff = rebuilt.get(key), recorded.get(key)
                 if key == "config" and isinstance(diff[0], dict) and isinstance(diff[1], dict):
                     diff = ({k: v for k, v in diff[0].items() if diff[1].get(k, object()) != v},
                             {k: v for k, v in diff[1].items() if diff[0].get(k, object()) != v})

@@ -239,17 +239,17 @@ def test_cuda_graph_step_equals_plain_launches(compiled, device):
 
 
 def test_cli_set_physics_goes_to_the_family():
-    from meta_rl_lessons import cli
+    from meta_rl_lessons import experiments
 
-    maml = cli.adapter("maml").make_config("MetaRL/HalfCheetahDir-v0", "smoke", 0, "cpu",
-                                           ["physics=warp", 'family_kwargs={"horizon": 50}'])
+    maml = experiments.make_config("maml", "MetaRL/HalfCheetahDir-v0", "smoke", 0, "cpu",
+                                    ["physics=warp", 'family_kwargs={"horizon": 50}'])
     assert maml.family_kwargs == {"horizon": 50, "physics": "warp"}
-    rl2 = cli.adapter("rl2").make_config("MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=warp"])
+    rl2 = experiments.make_config("rl2", "MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=warp"])
     assert rl2.family == "AntGoal" and rl2.family_kwargs == {"physics": "warp"}
-    with pytest.raises(cli.CLIError, match="physics='bullet'.*mujoco, warp"):
-        cli.adapter("maml").make_config("MetaRL/AntVel-v0", "smoke", 0, "cpu", ["physics=bullet"])
-    with pytest.raises(cli.CLIError, match="rl2 cannot train on 'MetaRL/AntVel-v0'.*physics=warp"):
-        cli.adapter("rl2").make_config("MetaRL/AntVel-v0", "smoke", 0, "cpu", [])
+    with pytest.raises(experiments.ExperimentError, match="physics='bullet'.*mujoco, warp"):
+        experiments.make_config("maml", "MetaRL/AntVel-v0", "smoke", 0, "cpu", ["physics=bullet"])
+    with pytest.raises(experiments.ExperimentError, match="rl2 cannot train on 'MetaRL/AntVel-v0'.*physics=warp"):
+        experiments.make_config("rl2", "MetaRL/AntVel-v0", "smoke", 0, "cpu", [])
 
 
 # ---------------------------------------------------------------------------------------------- PPO and TRPO
@@ -354,17 +354,17 @@ def test_ppo_and_trpo_smoke_on_warp(compiled):
 
 
 def test_physics_for_ppo_and_trpo_from_the_cli_and_its_errors():
-    from meta_rl_lessons import cli
+    from meta_rl_lessons import experiments
     from meta_rl_lessons.rl.sampling import make_vector_env
 
     for algo in ("ppo", "trpo"):
-        config = cli.adapter(algo).make_config("MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=warp"])
+        config = experiments.make_config(algo, "MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=warp"])
         assert config.physics == "warp" and config.env_id == "MetaRL/AntGoal-v0"
-        with pytest.raises(cli.CLIError, match=r"physics='bullet' is not allowed.*'mujoco', 'warp'"):
-            cli.adapter(algo).make_config("MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=bullet"])
-        with pytest.raises(cli.CLIError, match=r"physics='warp' needs a MetaRL locomotion env id, got "
+        with pytest.raises(experiments.ExperimentError, match=r"physics='bullet' is not allowed.*'mujoco', 'warp'"):
+            experiments.make_config(algo, "MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=bullet"])
+        with pytest.raises(experiments.ExperimentError, match=r"physics='warp' needs a MetaRL locomotion env id, got "
                                                r"'CartPole-v1'.*MetaRL/HalfCheetahVel-v0"):
-            cli.adapter(algo).make_config("CartPole-v1", "smoke", 0, "cpu", ["physics=warp"])
+            experiments.make_config(algo, "CartPole-v1", "smoke", 0, "cpu", ["physics=warp"])
     with pytest.raises(ValueError, match="got 'MetaRL/Navigation2D-v0'"):
         make_vector_env("MetaRL/Navigation2D-v0", 2, physics="warp")
     with pytest.raises(ValueError, match=r"physics='Warp' is not allowed"):
