@@ -77,7 +77,8 @@ def _open_run(path: str) -> tuple[runs.RunDir, dict[str, Any]]:
         raise CLIError(str(err)) from None
     meta = rd.read_config()
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or "algorithm" not in meta:
-        raise CLIError(f"{str(rd.config_path)!r} has no 'algorithm' and 'config' entries: it was edited or not "
+        raise CLIError(f"{str(rd.config_path)!r} has no 'algorithm' and 'config' entries: it was edited or "
+                       "not "
                        "written by `meta-rl train`; restore it or start the run again")
     ex.spec(meta["algorithm"])
     return rd, meta
@@ -89,7 +90,8 @@ def _checkpoint(rd: runs.RunDir, what: str) -> dict[str, Any]:
                        "checkpoint; start it again with `meta-rl train ... --force`")
     ckpt = runs.read_checkpoint(rd.checkpoint_path)
     if ckpt.get("format") != runs.FORMAT:
-        raise CLIError(f"checkpoint {str(rd.checkpoint_path)!r} has format {ckpt.get('format', 1)!r}, from before "
+        raise CLIError(f"checkpoint {str(rd.checkpoint_path)!r} has format {ckpt.get('format', 1)!r}, from "
+                       "before "
                        f"the trainer protocol (format {runs.FORMAT}); start the run again (meta-rl train ... "
                        "--force), or use the commit that wrote it (provenance.json)")
     return ckpt
@@ -120,10 +122,13 @@ def _check_out(out: Path, force: bool) -> None:
         raise CLIError(f"--out {str(out)!r} exists and is a file, not a directory")
     if out.is_dir() and any(out.iterdir()):
         if not force:
-            raise CLIError(f"run directory {str(out)!r} already exists and is not empty; choose another --out, "
-                           f"continue it with `meta-rl resume {out}`, or pass --force to delete it and start again")
+            raise CLIError(f"run directory {str(out)!r} already exists and is not empty; choose another "
+                           "--out, "
+                           f"continue it with `meta-rl resume {out}`, or pass --force to delete it and "
+                           "start again")
         if not (out / runs.CONFIG).is_file():
-            raise CLIError(f"--force deletes run directories only, and {str(out)!r} has no config.json: it does "
+            raise CLIError(f"--force deletes run directories only, and {str(out)!r} has no config.json: it "
+                           "does "
                            "not look like one; remove it yourself or choose another --out")
         if (out / ".lock").exists():
             try:
@@ -135,7 +140,8 @@ def _check_out(out: Path, force: bool) -> None:
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(f"cannot create run directory {str(out)!r}: {str(parent)!r} is not a writable directory; "
+        raise CLIError(f"cannot create run directory {str(out)!r}: {str(parent)!r} is not a writable "
+                       "directory; "
                        "choose another --out")
 
 
@@ -143,7 +149,8 @@ def _banner(rd: runs.RunDir, meta: Mapping[str, Any], threads: int, start: int, 
             fields: Mapping[str, Any]) -> None:
     where = f"resuming at iteration {start}" if start else "starting at iteration 0"
     shown = ", ".join(f"{k}={v}" for k, v in fields.items())
-    print(f"meta-rl: {meta['algorithm']} on {meta['env']} (budget {meta['budget']}, seed {meta['seed']}), run "
+    print(f"meta-rl: {meta['algorithm']} on {meta['env']} (budget {meta['budget']}, seed {meta['seed']}), "
+          "run "
           f"directory {rd.path}\nmeta-rl: device {meta['device']}, {threads} torch thread(s); {where} of "
           f"{total if total is not None else '?'} iterations; preset and --set: {shown or 'none'}",
           file=sys.stderr, flush=True)
@@ -166,7 +173,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     _check_out(out, args.force)
     meta["threads"] = threads = _setup_torch(args.threads)
     fields = {**ex.preset(spec.name, args.budget, getattr(config, "family", None)),
-              **ex.parse_overrides(spec.config_class, [s for s in args.set or [] if not s.startswith("physics=")])}
+              **ex.parse_overrides(spec.config_class,
+                                   [s for s in args.set or [] if not s.startswith("physics=")])}
     with runs.StopSignals() as stop:
         trainer = None
         if spec.trainer_factory is not None:
@@ -218,7 +226,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
                         "resume_overrides": [*meta.get("resume_overrides", []), *overrides]}
                 rd.write_config(meta)
             total = trainer.total_iterations if trainer is not None else None
-            _banner(rd, meta, threads, len(ckpt["rows"]), total, ex.parse_overrides(spec.config_class, overrides))
+            shown = ex.parse_overrides(spec.config_class, overrides)
+            _banner(rd, meta, threads, len(ckpt["rows"]), total, shown)
             return _run(rd, spec, trainer or config, args, stop, allow_changes=changed)
         finally:
             if trainer is not None:
@@ -228,7 +237,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _run(rd: runs.RunDir, spec: ex.Spec, trainer: Any, args: argparse.Namespace, stop: runs.StopSignals,
          allow_changes: set[str] | frozenset[str] = frozenset()) -> int:
     if spec.trainer_factory is None:  # the adaptive search: trainer is its config
-        result = ex.run_search(trainer, rd, stop_after=args.stop_after_iterations, command=args.argv, stop=stop)
+        result = ex.run_search(trainer, rd, stop_after=args.stop_after_iterations, command=args.argv,
+                               stop=stop)
     else:
         result = runs.run(trainer, rd, checkpoint_every=args.checkpoint_every,
                           progress=False if args.no_progress else None, log_every=args.log_every,
@@ -261,7 +271,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if meta.get("device") not in (None, "cpu", "auto"):
         ex.check_device(meta["device"])
     _setup_torch(meta.get("threads"))
-    trainer = spec.build(ex.config_from_dict(spec.name, ckpt["config"]))  # the checkpoint's config is the truth
+    # the checkpoint's config is the truth (config.json may have been edited since)
+    trainer = spec.build(ex.config_from_dict(spec.name, ckpt["config"]))
     try:
         # Only the trained policy (PPO: and its observation statistics), not the training state: the numbers
         # depend on nothing else, so policy.json (Result.trainer()) reproduces them.
@@ -320,7 +331,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     formats = plt.gcf().canvas.get_supported_filetypes()
     plt.close("all")
     if out.suffix.lstrip(".").lower() not in formats:
-        raise CLIError(f"--out {str(out)!r}: unknown image format {out.suffix!r}; allowed: {', '.join(formats)}")
+        raise CLIError(f"--out {str(out)!r}: unknown image format {out.suffix!r}; allowed: "
+                       f"{', '.join(formats)}")
     fig = plotting.plot_runs(loaded, x=args.x, y=y)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=args.dpi, bbox_inches="tight")
@@ -355,7 +367,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CLIError("DEST is the run directory itself; choose a directory under results/")
     params = None
     if ex.spec(meta["algorithm"]).trainer_factory is not None:
-        params = ex.policy_parameters(meta["algorithm"], _checkpoint(rd, "to read the policy from")["trainer"])
+        state = _checkpoint(rd, "to read the policy from")["trainer"]
+        params = ex.policy_parameters(meta["algorithm"], state)
     # Build the result next to DEST and move it into place, so a failure leaves no half-written result.
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
@@ -449,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"experiment size: {', '.join(BUDGETS)} (default: $META_RL_BUDGET, else book)")
     t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
-    t.add_argument("--out", default=None, help="run directory (default runs/<algorithm>-<env>-<budget>-s<seed>)")
+    t.add_argument("--out", default=None, help="run directory (default "
+                                               "runs/<algorithm>-<env>-<budget>-s<seed>)")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a field of the algorithm's config (repeatable; `meta-rl config ALGORITHM`)")
     t.add_argument("--force", action="store_true", help="delete an existing run directory first")
@@ -503,7 +517,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                    help="save a checkpoint at the first iteration boundary after this many seconds "
                         "(default 60; one is always saved at the end and on SIGINT/SIGTERM)")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar: a plain log line every --log-every seconds (as when stderr is no TTY)")
+                   help="no progress bar: a plain log line every --log-every seconds (as when stderr is no "
+                        "TTY)")
     p.add_argument("--log-every", type=float, default=30.0, metavar="SECONDS",
                    help="seconds between plain log lines without a progress bar (default 30)")
     p.add_argument("--tensorboard", action="store_true",
@@ -535,7 +550,7 @@ def _os_error_message(err: OSError) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``meta-rl``; returns the exit status (0 ok, 2 user error, 130/143 stopped by a signal)."""
+    """Entry point of ``meta-rl``; the exit status: 0 ok, 2 user error, 130/143 stopped by a signal."""
     raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(raw)
     args.argv = ["meta-rl", *raw]

@@ -329,7 +329,8 @@ def check_device(device: str) -> str:
     if name.startswith("cuda:"):
         tail = name[len("cuda:"):]
         if not tail.isdigit():
-            raise ExperimentError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N (N = 0, 1, ...), auto")
+            raise ExperimentError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N (N = 0, 1, ...), "
+                                  "auto")
         index = int(tail)
     elif name not in ("cpu", "cuda", "auto"):
         raise ExperimentError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N (N = 0, 1, ...), auto")
@@ -339,7 +340,8 @@ def check_device(device: str) -> str:
         if not torch.cuda.is_available():
             raise ExperimentError(
                 f"--device {device} was requested but CUDA is not available on this machine (torch "
-                f"{torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu or --device auto")
+                f"{torch.__version__}, built with CUDA {torch.version.cuda}); use --device cpu or --device "
+                "auto")
         count = torch.cuda.device_count()
         if index is not None and index >= count:
             raise ExperimentError(f"--device {device}: this machine has {count} CUDA device(s), "
@@ -490,7 +492,8 @@ def _eval_trpo(trainer: Any, *, episodes: int = 10, seed: int = 10_000, **_: Any
     return _eval_gym(trainer, episodes, seed, act)
 
 
-def _eval_maml(trainer: Any, *, tasks: int = 20, steps: int = 3, seed: int = 10_000, **_: Any) -> dict[str, Any]:
+def _eval_maml(trainer: Any, *, tasks: int = 20, steps: int = 3, seed: int = 10_000,
+               **_: Any) -> dict[str, Any]:
     _check_count("tasks", tasks)
     _check_count("steps", steps, minimum=0)
     step_sizes = (0.1,) + (0.05,) * (steps - 1) if steps else ()  # Finn et al.: .1, then .05
@@ -514,7 +517,8 @@ def _eval_rl2(trainer: Any, *, tasks: int = 20, seed: int = 10_000, **_: Any) ->
                         f"{tasks} {where} drawn with seed {seed}",
             "trial_return": _summary(trials.trial_returns().tolist()),
             # per-episode mean, std and n only: per-task values of every episode would be n times the size
-            "return_per_episode": {str(i + 1): {k: v for k, v in _summary(r.tolist()).items() if k != "values"}
+            "return_per_episode": {str(i + 1): {k: v for k, v in _summary(r.tolist()).items()
+                                                if k != "values"}
                                    for i, r in enumerate(trials.episode_returns())}}
 
 
@@ -650,7 +654,8 @@ def config_from_dict(algorithm: str, d: Mapping[str, Any], overrides: Sequence[s
     """
     cls = spec(algorithm).config_class
     if not isinstance(d, Mapping):
-        raise ExperimentError(f"the recorded config is a {type(d).__name__}, not a dict of {cls.__name__} fields")
+        raise ExperimentError(f"the recorded config is a {type(d).__name__}, not a dict of {cls.__name__} "
+                              "fields")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
@@ -690,8 +695,9 @@ def _field_docs(cls: type) -> dict[str, str]:
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     docs = {}
     for stmt, nxt in zip(body, body[1:], strict=False):
-        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name) and isinstance(nxt, ast.Expr)
-                and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str)):
+        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
             docs[stmt.target.id] = " ".join(nxt.value.value.split())
     return docs
 
@@ -820,8 +826,8 @@ def run_search(config: AdaptiveConfig, run_dir: Any, *, stop_after: int | None =
     try:
         return _search_session(config, rd, stop_after, command, stop)
     except runs.Interrupted as err:  # a second signal: the finished segments are kept
-        print(f"\nmeta-rl: stopped at once; finished segments are kept. Continue with:  meta-rl resume {rd.path}",
-              file=sys.stderr)
+        print("\nmeta-rl: stopped at once; finished segments are kept. Continue with:  meta-rl resume "
+              f"{rd.path}", file=sys.stderr)
         return runs.RunResult("interrupted", rd.read_progress(), rd.path, signum=err.signum)
 
 
@@ -876,7 +882,8 @@ def _search_session(config: AdaptiveConfig, rd: Any, stop_after: int | None, com
         try:
             result = _search(config, search_dir, executor)
         except _SearchStopped:
-            print(f"meta-rl: search stopped after {len(rows)} segments; continue with:  meta-rl resume {rd.path}",
+            print(f"meta-rl: search stopped after {len(rows)} segments; continue with:  meta-rl resume "
+                  f"{rd.path}",
                   file=sys.stderr)
             return session.end("stopped" if not session.stop.requested else "interrupted")
         finally:

@@ -348,8 +348,8 @@ def _parse_train_command(argv: Sequence[str]) -> dict[str, Any]:
         args = p.parse_args(list(argv[2:]))
     except ValueError as err:
         raise ValueError(f"the command line rejects {' '.join(argv)!r}: {err}") from None
-    return {k: v for k, v in vars(args).items() if k in ("algorithm", "env", "budget", "seed", "device", "set",
-                                                         "threads")}
+    keep = ("algorithm", "env", "budget", "seed", "device", "set", "threads")
+    return {k: v for k, v in vars(args).items() if k in keep}
 
 
 def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -374,8 +374,8 @@ def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = 
     threads = a["threads"] if a["threads"] is not None else recorded.get("threads")
     try:
         _, config, meta = experiments.build_config(
-            a["algorithm"], env=a["env"], budget=a["budget"] or recorded.get("budget") or "book", seed=a["seed"],
-            device=a["device"], overrides=a["set"], threads=threads, check_hardware=False)
+            a["algorithm"], env=a["env"], budget=a["budget"] or recorded.get("budget") or "book",
+            seed=a["seed"], device=a["device"], overrides=a["set"], threads=threads, check_hardware=False)
         later = list(recorded.get("resume_overrides") or [])
         if later:
             config = experiments.config_from_dict(meta["algorithm"], normalised(config), later)
@@ -386,7 +386,8 @@ def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = 
 
 
 #: Config classes that moved (recorded name -> today's): the same fields, so the same config.
-MOVED_CLASSES: dict[str, str] = {"meta_rl_lessons.cli.AdaptiveConfig": "meta_rl_lessons.experiments.AdaptiveConfig"}
+MOVED_CLASSES: dict[str, str] = {
+    "meta_rl_lessons.cli.AdaptiveConfig": "meta_rl_lessons.experiments.AdaptiveConfig"}
 
 
 def check_result(name: str, root: str | os.PathLike | None = None) -> list[str]:

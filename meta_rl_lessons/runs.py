@@ -55,8 +55,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -437,8 +437,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except OSError as err:
         if err.errno not in (errno.EINVAL, None):
             raise
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({err.strerror or err}): it is truncated, "
-                              "corrupted or not a meta-rl checkpoint; restore it from a copy, or start the run "
+        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({err.strerror or err}): it is "
+                              "truncated, "
+                              "corrupted or not a meta-rl checkpoint; restore it from a copy, or start the "
+                              "run "
                               "again") from None
 
 
@@ -617,7 +619,8 @@ class RunSession:
     def _read_checkpoint(self, ckpt: Mapping[str, Any]) -> None:
         path = str(self.rd.checkpoint_path)
         if ckpt.get("format") != FORMAT:
-            raise RunError(f"checkpoint {path!r} has format {ckpt.get('format', 1)!r}, written before the trainer "
+            raise RunError(f"checkpoint {path!r} has format {ckpt.get('format', 1)!r}, written before the "
+                           "trainer "
                            f"protocol (format {FORMAT}), and cannot be resumed exactly; start the run again "
                            "(meta-rl train ... --force), or resume it with the commit that wrote it "
                            "(provenance.json)")
@@ -628,7 +631,8 @@ class RunSession:
         self.config_changes = {k: list(v) for k, v in full.items() if k in self.allow_changes}
         diff = {k: v for k, v in full.items() if k not in self.allow_changes}
         if diff:
-            raise RunError(f"the config differs from checkpoint {path!r} in {describe_diff(diff, 'checkpoint', 'now')}; "
+            raise RunError(f"the config differs from checkpoint {path!r} in "
+                           f"{describe_diff(diff, 'checkpoint', 'now')}; "
                            "resume with the checkpoint's config, or change fields on purpose with "
                            "`meta-rl resume RUN --set key=value`")
         self.rows = [dict(r) for r in ckpt.get("rows", [])]
@@ -719,7 +723,8 @@ class TensorBoard(Callback):
     def on_row(self, session: RunSession, row: Mapping[str, Any]) -> None:
         step = int(row.get("iteration", len(session.rows)))
         for k, v in row.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "iteration" and math.isfinite(v):
+            number = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if number and k != "iteration" and math.isfinite(v):
                 self.writer.add_scalar(k, v, step)
 
     def on_end(self, session: RunSession, status: str) -> None:
@@ -766,7 +771,8 @@ class LogLines(Callback):
         rate = (time.perf_counter() - self.start) / max(1, done - self.first)
         print(f"meta-rl: iteration {done}/{session.total_iterations}, "
               f"{int(row.get('env_steps_total', 0)):,} env steps, {session.return_key} "
-              f"{_fmt(row.get(session.return_key, math.nan))}, {rate:.3g} s/iteration", file=sys.stderr, flush=True)
+              f"{_fmt(row.get(session.return_key, math.nan))}, {rate:.3g} s/iteration",
+              file=sys.stderr, flush=True)
         self.last, self.pending = time.perf_counter(), None
 
     def on_row(self, session: RunSession, row: Mapping[str, Any]) -> None:
@@ -870,7 +876,9 @@ def _loop(session: RunSession, trainer: Any, *, callbacks: Sequence[Callback], c
             rd.write_progress(rows)
         return session.end("finished", session.start_iteration)
     rd.write_progress(rows)  # on resume this drops rows logged after the checkpoint: they are recomputed
-    per_iteration = (trainer.name in PER_ITERATION_STEPS) if steps_per_iteration is None else steps_per_iteration
+    per_iteration = steps_per_iteration
+    if per_iteration is None:
+        per_iteration = trainer.name in PER_ITERATION_STEPS
     show = _show_bar() if progress is None else progress
     every: list[Callback] = [CSVRows(), ProgressBar() if show else LogLines(log_every)]
     if tensorboard:
@@ -921,7 +929,8 @@ def _loop(session: RunSession, trainer: Any, *, callbacks: Sequence[Callback], c
     result = session.end(status, trainer.iterations_done)
     if status == "finished":
         print(f"meta-rl: finished {trainer.iterations_done} iterations; {trainer.return_key} = "
-              f"{_fmt(rows[-1].get(trainer.return_key, math.nan)) if rows else 'nan'}; run directory {rd.path}")
+              f"{_fmt(rows[-1].get(trainer.return_key, math.nan)) if rows else 'nan'}; run directory "
+              f"{rd.path}")
     else:
         print(f"meta-rl: stopped after iteration {trainer.iterations_done} of {session.total_iterations}; "
               f"checkpoint saved; continue with:  meta-rl resume {rd.path}", file=sys.stderr)

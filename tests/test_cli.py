@@ -271,8 +271,8 @@ def test_tensorboard_logs_when_available_else_says_how_to_install_it(tmp_path, c
     import importlib.util
 
     run = tmp_path / "run"
-    args = ["train", "maml", "--budget", "smoke", "--threads", "1", "--set", "iterations=2", "--out", str(run),
-            "--tensorboard"]
+    args = ["train", "maml", "--budget", "smoke", "--threads", "1", "--set", "iterations=2",
+            "--out", str(run), "--tensorboard"]
     if importlib.util.find_spec("tensorboard") is None:
         assert run_cli(*args) == 2
         assert "pip install -e .[tensorboard]" in capsys.readouterr().err

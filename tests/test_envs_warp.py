@@ -248,7 +248,8 @@ def test_cli_set_physics_goes_to_the_family():
     assert rl2.family == "AntGoal" and rl2.family_kwargs == {"physics": "warp"}
     with pytest.raises(experiments.ExperimentError, match="physics='bullet'.*mujoco, warp"):
         experiments.make_config("maml", "MetaRL/AntVel-v0", "smoke", 0, "cpu", ["physics=bullet"])
-    with pytest.raises(experiments.ExperimentError, match="rl2 cannot train on 'MetaRL/AntVel-v0'.*physics=warp"):
+    with pytest.raises(experiments.ExperimentError, match="rl2 cannot train on "
+                                                          "'MetaRL/AntVel-v0'.*physics=warp"):
         experiments.make_config("rl2", "MetaRL/AntVel-v0", "smoke", 0, "cpu", [])
 
 
@@ -360,9 +361,11 @@ def test_physics_for_ppo_and_trpo_from_the_cli_and_its_errors():
     for algo in ("ppo", "trpo"):
         config = experiments.make_config(algo, "MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=warp"])
         assert config.physics == "warp" and config.env_id == "MetaRL/AntGoal-v0"
-        with pytest.raises(experiments.ExperimentError, match=r"physics='bullet' is not allowed.*'mujoco', 'warp'"):
+        with pytest.raises(experiments.ExperimentError, match=r"physics='bullet' is not allowed.*'mujoco', "
+                                                               "'warp'"):
             experiments.make_config(algo, "MetaRL/AntGoal-v0", "smoke", 0, "cpu", ["physics=bullet"])
-        with pytest.raises(experiments.ExperimentError, match=r"physics='warp' needs a MetaRL locomotion env id, got "
+        with pytest.raises(experiments.ExperimentError, match=r"physics='warp' needs a MetaRL locomotion "
+                                                               "env id, got "
                                                r"'CartPole-v1'.*MetaRL/HalfCheetahVel-v0"):
             experiments.make_config(algo, "CartPole-v1", "smoke", 0, "cpu", ["physics=warp"])
     with pytest.raises(ValueError, match="got 'MetaRL/Navigation2D-v0'"):

@@ -244,7 +244,7 @@ def test_the_run_refuses_another_config_format_1_and_removes_stale_temporaries(t
 
     run = tmp_path / "r"
     runs.run(Counter(CountConfig()), run, progress=False, stop_after=1)
-    with pytest.raises(runs.RunError, match=r"differs from checkpoint .* in iterations \(checkpoint 5, now 9\)"):
+    with pytest.raises(runs.RunError, match=r"from checkpoint .* in iterations \(checkpoint 5, now 9\)"):
         runs.run(Counter(CountConfig(iterations=9)), run, progress=False)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
