@@ -460,6 +460,9 @@ def test_export_copies_files_verbatim_and_policy_json_holds_the_trained_policy(t
         # exactly the same bits (torch.equal would accept -0.0 for 0.0)
         assert got[k].numpy().tobytes() == want[k].numpy().tobytes(), k
     assert ("obs_rms.mean" in got) == (algo == "ppo")
+    with r.trainer() as rebuilt:  # Result.trainer(): the recorded config with policy.json's parameters
+        for k, v in rebuilt.policy.state_dict().items():
+            assert torch.equal(v, want[f"policy.{k}"]), k
     assert (r.eval is not None) == (run / "eval.json").is_file()
     assert algo != "ppo" or r.eval == json.loads((run / "eval.json").read_text())
 
