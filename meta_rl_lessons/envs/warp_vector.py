@@ -3,8 +3,13 @@
 :class:`WarpVectorEnv` is what ``gymnasium.make_vec("MetaRL/HalfCheetahVel-v0", num_envs,
 vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})`` returns, with the physics of every sub-env
 in one :class:`~meta_rl_lessons.envs.warp_batched.WarpBatchedEnv` (``num_envs`` worlds, one task each)
-instead of ``num_envs`` C-MuJoCo envs. :func:`~meta_rl_lessons.rl.sampling.make_vector_env` builds it for
-``physics="warp"``. What it shares with the C-MuJoCo vector env:
+instead of ``num_envs`` C-MuJoCo envs. It is registered with gymnasium as the vector entry point of
+``MetaRLWarp/<Name>-v0`` (:mod:`meta_rl_lessons.registration`), so ``gymnasium.make_vec(
+"MetaRLWarp/HalfCheetahVel-v0", num_envs, device=...)`` builds it; that is how
+:func:`~meta_rl_lessons.rl.sampling.make_vector_env` builds it for ``physics="warp"``, without importing
+this package. It has no ``state_dict``: a PPO/TRPO checkpoint on Warp physics records its environments as
+not restorable, and resuming restarts the running episodes with a warning. What it shares with the
+C-MuJoCo vector env:
 
 * spaces: ``single_observation_space`` / ``single_action_space`` are the gymnasium env's (float64
   observations, float32 actions), batched with ``gymnasium.vector.utils.batch_space``;
