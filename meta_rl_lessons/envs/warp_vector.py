@@ -49,7 +49,7 @@ __all__ = ["WarpVectorEnv", "locomotion_family_name"]
 
 
 def _locomotion_names() -> list[str]:
-    from . import FAMILIES
+    from .families import FAMILIES
     from .locomotion import LocomotionFamily
 
     return [n for n, cls in FAMILIES.items() if issubclass(cls, LocomotionFamily)]
@@ -87,7 +87,7 @@ class WarpVectorEnv(VectorEnv):
     def __init__(self, env_id: str, num_envs: int, *, device: torch.device | str = "cpu",
                  max_episode_steps: int | None = None, family: Any = None, task: Any = None,
                  **env_kwargs: Any) -> None:
-        from . import make_family
+        from .families import make_family
         from .warp_batched import WarpBatchedEnv
 
         name = locomotion_family_name(env_id)
