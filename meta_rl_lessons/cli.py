@@ -88,7 +88,7 @@ def _checkpoint(rd: runs.RunDir, what: str) -> dict[str, Any]:
     if not rd.checkpoint_path.is_file():
         raise CLIError(f"run {str(rd.path)!r} has no checkpoint.pt {what}: it was stopped before its first "
                        "checkpoint; start it again with `meta-rl train ... --force`")
-    ckpt = runs.read_checkpoint(rd.checkpoint_path)
+    ckpt = runs.load_checkpoint(rd.checkpoint_path)
     if ckpt.get("format") != runs.FORMAT:
         raise CLIError(f"checkpoint {str(rd.checkpoint_path)!r} has format {ckpt.get('format', 1)!r}, from "
                        "before "

@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as _dt
-import errno
 import json
 import math
 import os
@@ -427,23 +426,6 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__qualname__} is not JSON serialisable")
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """:func:`load_checkpoint`, with a truncated zip archive (torch raises ``OSError: Invalid argument`` for
-    some, which ``load_checkpoint`` lets through) also reported as a :class:`CheckpointError`."""
-    try:
-        return load_checkpoint(path)
-    except FileNotFoundError:
-        raise
-    except OSError as err:
-        if err.errno not in (errno.EINVAL, None):
-            raise
-        raise CheckpointError(f"checkpoint {str(path)!r} cannot be read ({err.strerror or err}): it is "
-                              "truncated, "
-                              "corrupted or not a meta-rl checkpoint; restore it from a copy, or start the "
-                              "run "
-                              "again") from None
-
-
 # ============================================================================ configs as JSON
 def normalised(config: Any) -> dict[str, Any]:
     """A config dataclass (or dict) as ``config.json`` and checkpoints hold it: JSON values (tuples become
@@ -604,7 +586,7 @@ class RunSession:
             if not rd.provenance_path.is_file():
                 rd.write_json(PROVENANCE, provenance(self.command))
             if rd.checkpoint_path.is_file():
-                self._read_checkpoint(read_checkpoint(rd.checkpoint_path))
+                self._read_checkpoint(load_checkpoint(rd.checkpoint_path))
             self.session = {"command": self.command, "start_time": utc_now()}
             if self.config_changes:  # {field: [checkpoint's value, new value]}
                 self.session["config_changes"] = self.config_changes

@@ -25,6 +25,7 @@ This module imports torch and NumPy lazily, so the command line's ``--help`` sta
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import random
@@ -154,6 +155,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, None):  # a real I/O problem (permissions, a failing disk)
+            raise
+        # torch reports some truncated zip archives as "[Errno 22] Invalid argument"
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} cannot be read ({err.strerror or err}): it is truncated, corrupted or "
+            "not a meta-rl checkpoint; restore it from a copy, or start the run again") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(
