@@ -195,12 +195,18 @@ def _convert(name: str, raw: str, tp: Any) -> Any:
             try:
                 return int(text)
             except ValueError:
-                value = float(text)  # accept 1e5
+                try:
+                    value = float(text)  # accept 1e5
+                except ValueError:
+                    raise ValueError("expected an integer such as 8 or 1e5") from None
                 if not value.is_integer():
                     raise ValueError("expected an integer") from None
                 return int(value)
         if inner is float:
-            return float(text)
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError("expected a number such as 0.5 or 3e-4") from None
         if inner is str:
             return text
         if origin in (tuple, list):
