@@ -158,21 +158,7 @@ def test_adapt_with_zero_steps_is_identity_and_memory_grows_with_order():
     assert cost(6, True) < 1.5 * cost(1, True)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        (dict(method="mmal"), "unknown method 'mmal'.*maml, fomaml, reptile, pretrain"),
-        (dict(inner_lr=-0.1), "inner_lr must be a finite number > 0, got -0.1"),
-        (dict(meta_lr=float("nan")), "meta_lr must be a finite number > 0, got nan"),
-        (dict(k_shot=0), "k_shot must be a positive int, got 0"),
-        (dict(inner_steps=-1), "non-negative int, got -1"),
-    ],
-)
-def test_config_errors_name_the_value(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        SinusoidConfig(**kwargs)
-
-
+# (config errors: tests/test_bad_inputs_meta.py)
 def test_bad_inputs_raise_clear_errors():
     model, params, (sx, sy, qx, qy) = _linear_problem()
     with pytest.raises(ValueError, match="inner_lr must be a finite number > 0, got 0"):

@@ -45,7 +45,7 @@ gl.configure()
 from .bandit import BanditTask, BatchedBernoulliBandit, BernoulliBanditEnv, BernoulliBanditFamily
 from .base import MetaEnvMixin, TaskFamily, as_generator
 from .batched import BatchedEnv
-from .families import FAMILIES, family_arguments, make_family
+from .families import FAMILIES, check_family, family_arguments, make_family
 from .inventory import BatchedInventory, InventoryEnv, InventoryFamily, InventoryTask
 from .locomotion import (
     AntDirEnv,
@@ -80,8 +80,8 @@ from .warp_vector import WarpVectorEnv
 register_envs()
 
 __all__ = [
-    "ENV_IDS", "FAMILIES", "family_arguments", "make_family", "TaskFamily", "MetaEnvMixin", "as_generator",
-    "BatchedEnv",
+    "ENV_IDS", "FAMILIES", "check_family", "family_arguments", "make_family", "TaskFamily", "MetaEnvMixin",
+    "as_generator", "BatchedEnv",
     "BanditTask", "BernoulliBanditFamily", "BernoulliBanditEnv", "BatchedBernoulliBandit",
     "MDPTask", "TabularMDPFamily", "TabularMDPEnv", "BatchedTabularMDP", "optimal_value",
     "random_policy_value", "NavigationTask", "Navigation2DFamily", "Navigation2DEnv", "BatchedNavigation2D",

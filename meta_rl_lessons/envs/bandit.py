@@ -25,7 +25,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from .base import MetaEnvMixin, TaskFamily
+from .base import MetaEnvMixin, TaskFamily, check_int
 from .batched import BatchedEnv
 
 
@@ -43,10 +43,8 @@ class BernoulliBanditFamily(TaskFamily):
     task_type = BanditTask
 
     def __init__(self, num_arms: int = 5, episode_length: int = 10) -> None:
-        if num_arms < 2:
-            raise ValueError(f"num_arms must be >= 2, got {num_arms}")
-        if episode_length < 1:
-            raise ValueError(f"episode_length must be >= 1, got {episode_length}")
+        check_int(self.name, "num_arms", num_arms, 2)
+        check_int(self.name, "episode_length", episode_length, 1)
         self.num_arms = int(num_arms)
         self.episode_length = int(episode_length)
 

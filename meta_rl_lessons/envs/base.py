@@ -157,6 +157,13 @@ class TaskFamily(ABC):
         raise NotImplementedError(f"{self.name} has no batched environment")
 
 
+def check_int(family: str, name: str, value: Any, minimum: int) -> None:
+    """Raise a ``ValueError`` naming the family, the argument, ``value`` and the bound unless ``value`` is an
+    integer (not a bool) ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{family}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
 def check_range(name: str, value: float, low: float, high: float, family: str) -> None:
     """Raise a ``ValueError`` naming ``value`` and the allowed closed range."""
     if not np.isfinite(value) or not (low <= value <= high):

@@ -20,7 +20,7 @@ from .locomotion import (
 from .navigation import Navigation2DFamily
 from .tabular_mdp import TabularMDPFamily
 
-__all__ = ["FAMILIES", "family_arguments", "make_family"]
+__all__ = ["FAMILIES", "check_family", "family_arguments", "make_family"]
 
 #: Family classes by name (the ``<Name>`` of ``MetaRL/<Name>-v0``).
 FAMILIES: dict[str, type[TaskFamily]] = {
@@ -61,3 +61,27 @@ def make_family(name: str, **kwargs: Any) -> TaskFamily:
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         raise TypeError(f"{name}: unknown keyword argument(s) {unknown}{hint}; allowed: {', '.join(allowed)}")
     return cls(**kwargs)
+
+
+def check_family(owner: str, name: Any, kwargs: Any) -> None:
+    """A config's ``family`` and ``family_kwargs`` checked by building the family once (cheap: no
+    environment is made), so a bad value fails when the config is made, not when the trainer starts.
+
+    Args:
+        owner: the config class's name, for the messages (``"MAMLTRPOConfig"``).
+
+    Raises:
+        ValueError: naming ``<owner>.family`` or ``<owner>.family_kwargs``, the value and what is allowed.
+    """
+    if not isinstance(name, str) or name not in FAMILIES:
+        try:
+            _family_class(str(name))
+        except ValueError as err:
+            raise ValueError(f"{owner}.family: {err}") from None
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise ValueError(f"{owner}.family_kwargs must be a dict of {name}'s keyword arguments "
+                         f"({', '.join(family_arguments(name))}), got {kwargs!r}")
+    try:
+        make_family(name, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{owner}.family_kwargs={kwargs!r}: {err}") from None

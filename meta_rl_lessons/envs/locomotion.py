@@ -36,7 +36,7 @@ from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
-from .base import MetaEnvMixin, TaskFamily, check_range
+from .base import MetaEnvMixin, TaskFamily, check_int, check_range
 from .mujoco_log import mujoco_warnings_to_python
 
 
@@ -127,8 +127,7 @@ class LocomotionFamily(TaskFamily):
     env_class: ClassVar[type]
 
     def __init__(self, horizon: int = 200, physics: str = "mujoco") -> None:
-        if horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {horizon}")
+        check_int(self.name, "horizon", horizon, 1)
         if physics not in PHYSICS:
             raise ValueError(f"{self.name}: physics={physics!r} is not allowed; use one of {PHYSICS}")
         self.horizon = int(horizon)
@@ -163,9 +162,14 @@ class _VelocityFamily(LocomotionFamily):
     def __init__(self, velocity_range: tuple[float, float] | None = None, horizon: int = 200,
                  physics: str = "mujoco") -> None:
         super().__init__(horizon, physics)
-        lo, hi = velocity_range if velocity_range is not None else self.default_range
-        if not lo < hi:
-            raise ValueError(f"velocity_range must be (low, high) with low < high, got {velocity_range}")
+        try:
+            lo, hi = velocity_range if velocity_range is not None else self.default_range
+            ok = bool(np.isfinite(lo) and np.isfinite(hi) and lo < hi)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{self.name}: velocity_range must be (low, high) with finite low < high, got "
+                             f"{velocity_range!r}")
         self.velocity_range = (float(lo), float(hi))
 
     def _sample(self, n, rng):
@@ -224,8 +228,8 @@ class AntGoalFamily(LocomotionFamily):
 
     def __init__(self, radius: float = 3.0, horizon: int = 200, physics: str = "mujoco") -> None:
         super().__init__(horizon, physics)
-        if radius <= 0:
-            raise ValueError(f"radius must be > 0, got {radius}")
+        if not (isinstance(radius, (int, float)) and np.isfinite(radius) and radius > 0):
+            raise ValueError(f"{self.name}: radius must be a finite number > 0, got {radius!r}")
         self.radius = float(radius)
 
     def _sample(self, n, rng):

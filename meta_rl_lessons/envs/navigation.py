@@ -22,7 +22,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from .base import MetaEnvMixin, TaskFamily, check_range
+from .base import MetaEnvMixin, TaskFamily, check_int, check_range
 from .batched import BatchedEnv
 
 MAX_SPEED = 0.1
@@ -43,8 +43,10 @@ class Navigation2DFamily(TaskFamily):
     task_type = NavigationTask
 
     def __init__(self, goal_low: float = -0.5, goal_high: float = 0.5, horizon: int = 100) -> None:
-        if not goal_low < goal_high:
-            raise ValueError(f"need goal_low < goal_high, got {goal_low}, {goal_high}")
+        if not (np.isfinite(goal_low) and np.isfinite(goal_high) and goal_low < goal_high):
+            raise ValueError(f"{self.name}: need finite goal_low < goal_high, got goal_low={goal_low!r}, "
+                             f"goal_high={goal_high!r}")
+        check_int(self.name, "horizon", horizon, 1)
         self.goal_low, self.goal_high, self.horizon = float(goal_low), float(goal_high), int(horizon)
 
     def _sample(self, n: int, rng: np.random.Generator) -> list[NavigationTask]:

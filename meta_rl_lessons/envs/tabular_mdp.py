@@ -32,7 +32,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from .base import MetaEnvMixin, TaskFamily
+from .base import MetaEnvMixin, TaskFamily, check_int
 from .batched import BatchedEnv
 
 #: Reward distributions of :class:`TabularMDPFamily` around the means :math:`\mu(s, a)`.
@@ -72,11 +72,12 @@ class TabularMDPFamily(TaskFamily):
 
     def __init__(self, num_states: int = 10, num_actions: int = 5, episode_length: int = 10,
                  reward_noise: str = "gaussian") -> None:
-        if num_states < 2 or num_actions < 2 or episode_length < 1:
-            raise ValueError(f"need num_states >= 2, num_actions >= 2, episode_length >= 1; got "
-                             f"{num_states}, {num_actions}, {episode_length}")
+        check_int(self.name, "num_states", num_states, 2)
+        check_int(self.name, "num_actions", num_actions, 2)
+        check_int(self.name, "episode_length", episode_length, 1)
         if reward_noise not in REWARD_NOISE:
-            raise ValueError(f"unknown reward_noise {reward_noise!r}; allowed: {', '.join(REWARD_NOISE)}")
+            raise ValueError(f"{self.name}: unknown reward_noise {reward_noise!r}; allowed: "
+                             f"{', '.join(REWARD_NOISE)}")
         self.num_states, self.num_actions = int(num_states), int(num_actions)
         self.episode_length = int(episode_length)
         self.reward_noise = reward_noise

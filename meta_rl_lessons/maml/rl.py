@@ -63,7 +63,7 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from meta_rl_lessons.batch import EpisodeBatch
-from meta_rl_lessons.envs import MetaBatchSampler, make_family
+from meta_rl_lessons.envs import MetaBatchSampler, check_family, make_family
 from meta_rl_lessons.envs.base import TaskFamily
 from meta_rl_lessons.envs.batched import single_spaces
 from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_returns, gae
@@ -71,7 +71,12 @@ from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy,
 from meta_rl_lessons.rl.trpo import apply_step, flat_concat, line_search, trust_region_step, unflatten_like
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
+    check_config_choice,
+    check_config_common,
+    check_config_numbers,
+    check_config_range,
     check_positive,
+    check_positive_ints,
     check_state,
     config_state,
     resolve_device,
@@ -521,30 +526,32 @@ class MAMLTRPOConfig:
     """CSV file of per-iteration metrics (``None``: in memory)."""
 
     def __post_init__(self) -> None:
-        check_estimator(self.estimator)
-        if self.fvp_method not in FVP_METHODS:
-            raise ValueError(f"unknown fvp_method {self.fvp_method!r}; allowed: {', '.join(FVP_METHODS)}")
-        for name in ("meta_batch_size", "num_episodes", "iterations", "inner_steps", "cg_iters",
-                     "max_backtracks", "num_threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"MAMLTRPOConfig.{name} must be a positive int, got {value!r}")
-        for name in ("inner_lr", "max_kl"):
-            check_positive(f"MAMLTRPOConfig.{name}", getattr(self, name))
-        check_positive("MAMLTRPOConfig.cg_damping", self.cg_damping, allow_zero=True)
-        if not 0 < self.curvature_subsample <= 1:
-            raise ValueError(f"MAMLTRPOConfig.curvature_subsample must lie in (0, 1], got "
-                             f"{self.curvature_subsample!r}")
+        # Every message names MAMLTRPOConfig.<field>, the value and what is allowed.
+        check_config_choice(self, "estimator", ESTIMATORS)
+        check_config_choice(self, "fvp_method", FVP_METHODS)
+        check_positive_ints(self, "meta_batch_size", "num_episodes", "iterations", "inner_steps", "cg_iters",
+                            "max_backtracks", "num_threads")
+        check_config_numbers(self, "inner_lr", "max_kl")
+        check_config_numbers(self, "cg_damping", allow_zero=True)
+        check_config_range(self, "curvature_subsample", 0.0, 1.0, low_open=True)
+        check_config_range(self, "backtrack_ratio", 0.0, 1.0, low_open=True, high_open=True)
+        check_config_range(self, "gamma", 0.0, 1.0)
+        check_config_range(self, "gae_lambda", 0.0, 1.0)
+        w = self.num_workers
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+            raise ValueError(f"MAMLTRPOConfig.num_workers must be None (the sampler chooses) or an integer "
+                             f">= 0 (0: step in this process), got {w!r}")
+        check_config_common(self)  # hidden_sizes (a tuple now), activation, init_log_std, seed, device, bools
+        check_family("MAMLTRPOConfig", self.family, self.family_kwargs)
         if self.fvp_method == "factorized" and self.inner_steps > 1:
-            raise ValueError("fvp_method='factorized' supports inner_steps=1; use fvp_method='direct'")
+            raise ValueError(f"MAMLTRPOConfig: fvp_method='factorized' supports inner_steps=1, got "
+                             f"inner_steps={self.inner_steps}; use fvp_method='direct'")
         if self.curvature_subsample < 1 and self.fvp_method != "factorized":
-            raise ValueError("curvature_subsample < 1 needs fvp_method='factorized'")
-        for name in ("gamma", "gae_lambda"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"MAMLTRPOConfig.{name} must lie in [0, 1], got {getattr(self, name)!r}")
+            raise ValueError(f"MAMLTRPOConfig: curvature_subsample={self.curvature_subsample!r} < 1 needs "
+                             f"fvp_method='factorized', got {self.fvp_method!r}")
         if self.estimator == "dice" and self.meta_batch_size < 2:
-            raise ValueError("estimator 'dice' needs meta_batch_size >= 2 (leave-one-task-out baseline)")
-        self.hidden_sizes = tuple(self.hidden_sizes)
+            raise ValueError(f"MAMLTRPOConfig: estimator 'dice' needs meta_batch_size >= 2 (leave-one-task-"
+                             f"out baseline), got {self.meta_batch_size}")
 
 
 def config_task_data(batch: EpisodeBatch, config: MAMLTRPOConfig, post: bool = False) -> TaskData:

@@ -38,7 +38,15 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 
-from meta_rl_lessons.rl.utils import CSVLogger, check_state, config_state
+from meta_rl_lessons.rl.utils import (
+    CSVLogger,
+    check_config_choice,
+    check_config_common,
+    check_positive_ints,
+    check_state,
+    config_state,
+    resolve_device,
+)
 from meta_rl_lessons.serialization import to_safe
 from meta_rl_lessons.trainer import Row, TrainerBase, load_rng_state, rng_state
 
@@ -309,19 +317,18 @@ class SinusoidConfig:
     """Record the training loss every this many iterations."""
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; allowed: {', '.join(METHODS)}")
-        for name in ("k_shot", "k_query", "meta_batch_size", "iterations", "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"SinusoidConfig.{name} must be a positive int, got {value!r}")
-        _check_steps(self.inner_steps)
+        # Every message names SinusoidConfig.<field>, the value and what is allowed.
+        check_config_choice(self, "method", METHODS)
+        check_positive_ints(self, "k_shot", "k_query", "meta_batch_size", "iterations", "log_every")
+        s = self.inner_steps
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"SinusoidConfig.inner_steps must be a non-negative int, got {s!r}")
         if self.method == "reptile" and self.inner_steps == 0:
-            raise ValueError("Reptile needs inner_steps >= 1, got 0")
+            raise ValueError("SinusoidConfig: Reptile needs inner_steps >= 1, got 0")
         _check_step("SinusoidConfig.inner_lr", self.inner_lr)
         _check_step("SinusoidConfig.meta_lr", self.meta_lr)
         _check_step("SinusoidConfig.reptile_step", self.reptile_step)
-        self.hidden_sizes = tuple(self.hidden_sizes)
+        check_config_common(self)  # hidden_sizes (made a tuple), seed, device
 
 
 @dataclass
@@ -367,7 +374,7 @@ class SinusoidTrainer(TrainerBase):
         self.config = c = config
         self.family = family or SinusoidFamily()
         torch.manual_seed(c.seed)
-        self.device = torch.device(c.device)
+        self.device = resolve_device(c.device)
         self.model = make_regressor(c.hidden_sizes).to(self.device)
         self.params = {k: v.detach().clone().requires_grad_(True) for k, v in self.model.named_parameters()}
         self.optimizer = (torch.optim.Adam(self.params.values(), lr=c.meta_lr) if c.method != "reptile"

@@ -40,15 +40,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from meta_rl_lessons.envs import make_family
+from meta_rl_lessons.envs import check_family, make_family
 from meta_rl_lessons.rl.advantages import gae
 from meta_rl_lessons.rl.advantages import normalize_advantages as _normalize
 from meta_rl_lessons.rl.losses import clipped_surrogate, explained_variance, masked_mean, value_loss
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
     anneal_learning_rate,
+    check_config_choice,
+    check_config_common,
+    check_config_numbers,
+    check_config_range,
     check_finite,
-    check_positive,
+    check_positive_ints,
     check_state,
     config_state,
     resolve_device,
@@ -121,28 +125,26 @@ class RL2Config:
     """CSV file for the per-iteration metrics (``None``: in memory only)."""
 
     def __post_init__(self) -> None:
-        for name in ("episodes_per_trial", "num_trials", "total_iterations", "hidden_size", "update_epochs",
-                     "num_minibatches"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"RL2Config.{name} must be a positive int, got {v!r}")
+        # Every message names RL2Config.<field>, the value and what is allowed.
+        check_positive_ints(self, "episodes_per_trial", "num_trials", "total_iterations", "hidden_size",
+                            "update_epochs", "num_minibatches")
         if self.num_minibatches > self.num_trials:
             raise ValueError(f"RL2Config.num_minibatches={self.num_minibatches} exceeds num_trials="
                              f"{self.num_trials}: a minibatch holds whole trials")
-        for name in ("learning_rate", "adam_eps", "clip_coef", "reward_scale", "max_grad_norm"):
+        check_config_numbers(self, "learning_rate", "adam_eps", "clip_coef")
+        check_config_numbers(self, "max_grad_norm", allow_inf=True)
+        if self.reward_scale is not None:
+            check_config_numbers(self, "reward_scale")
+        check_config_range(self, "gamma", 0.0, 1.0)
+        check_config_range(self, "gae_lambda", 0.0, 1.0)
+        check_config_numbers(self, "value_coef", "entropy_coef", allow_zero=True)
+        for name in ("bptt", "num_threads"):
             v = getattr(self, name)
-            if name == "reward_scale" and v is None:
-                continue
-            if not (isinstance(v, (int, float)) and v > 0):
-                raise ValueError(f"RL2Config.{name} must be > 0, got {v!r}")
-        for name in ("gamma", "gae_lambda"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise ValueError(f"RL2Config.{name} must lie in [0, 1], got {v!r}")
-        check_positive("RL2Config.value_coef", self.value_coef, allow_zero=True)
-        check_positive("RL2Config.entropy_coef", self.entropy_coef, allow_zero=True)
-        if self.bptt is not None and (not isinstance(self.bptt, int) or self.bptt < 1):
-            raise ValueError(f"RL2Config.bptt must be None or a positive int, got {self.bptt!r}")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"RL2Config.{name} must be None or a positive integer, got {v!r}")
+        check_config_choice(self, "split", (None, "train", "test"))
+        check_config_common(self)  # seed, device, bool flags, log_path
+        check_family("RL2Config", self.family, self.family_kwargs)
 
 
 def bandit_config(num_pulls: int, num_arms: int, **overrides: Any) -> RL2Config:
