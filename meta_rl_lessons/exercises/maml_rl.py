@@ -222,9 +222,10 @@ def inner_loss_template(log_probs: Tensor, advantages: Tensor, mask: Tensor) -> 
 
 
 def reference_inner_loss(log_probs: Tensor, advantages: Tensor, mask: Tensor) -> Tensor:
-    """The averaging of :func:`meta_rl_lessons.maml.rl.inner_loss` on given log-probabilities (the check
-    itself compares with ``inner_loss`` on a real policy)."""
-    return -(log_probs * advantages * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp_min(1.0)
+    """:func:`meta_rl_lessons.maml.rl.inner_loss` on given log-probabilities: the REINFORCE term averaged by
+    the package's :func:`~meta_rl_lessons.maml.rl.task_mean` (the check itself compares with ``inner_loss``
+    on a real policy)."""
+    return -maml_rl.task_mean(log_probs * advantages, mask)
 
 
 def _episode_mask(gen: torch.Generator, K: int, T: int, E: int, lengths: list[int] | None) -> Tensor:

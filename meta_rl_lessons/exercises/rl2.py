@@ -29,7 +29,7 @@ from meta_rl_lessons.exercises.report import (
     compare,
     run_case,
 )
-from meta_rl_lessons.rl2.baselines import ucb1_rule
+from meta_rl_lessons.rl2.baselines import ucb1_rule, ucb1_scores
 
 __all__ = [
     "check_rl2_inputs",
@@ -340,17 +340,12 @@ def reference_ucb1(successes: np.ndarray, failures: np.ndarray, t: int, c: float
     return ucb1_rule(c)(successes, failures, t, np.random.default_rng(0))
 
 
-def _ucb_scores(s: np.ndarray, f: np.ndarray, t: int, c: float) -> np.ndarray:
-    n = s + f
-    return s / n + c * np.sqrt(2.0 * math.log(t) / n)
-
-
 def _acceptable(s: np.ndarray, f: np.ndarray, t: int, c: float) -> list[set[int]]:
     """For every task, the set of arms UCB1 may pull (several when scores tie)."""
     k = s.shape[1]
     if t < k:
         return [{t} for _ in range(s.shape[0])]
-    scores = _ucb_scores(s, f, t, c)
+    scores = ucb1_scores(s, f, t, c)
     best = scores.max(1, keepdims=True)
     return [set(np.flatnonzero(row >= b - 1e-12).tolist()) for row, b in zip(scores, best, strict=True)]
 
@@ -465,7 +460,7 @@ def check_ucb1(student: Callable[..., np.ndarray], *, seed: int = 0, num_random:
                             s / (s + f) + c * np.sqrt(math.log(t) / (s + f)),
                         ),
                         ("a bonus that does not shrink with N_i", s / (s + f) + c * np.sqrt(2 * math.log(t))),
-                        ("the arm with the *smallest* score", -_ucb_scores(s, f, t, c)),
+                        ("the arm with the *smallest* score", -ucb1_scores(s, f, t, c)),
                         (
                             "failures in place of successes",
                             f / (s + f) + c * np.sqrt(2 * math.log(t) / (s + f)),
@@ -477,7 +472,7 @@ def check_ucb1(student: Callable[..., np.ndarray], *, seed: int = 0, num_random:
                     ):
                         lines.append(f"looks like: {message}")
                         break
-                sc = _ucb_scores(s[m : m + 1], f[m : m + 1], t, c)[0]
+                sc = ucb1_scores(s[m : m + 1], f[m : m + 1], t, c)[0]
                 lines.append(f"UCB1 scores of task {m}: {[round(float(x), 4) for x in sc]}")
             return Case(
                 desc, False, diagnosis="\n".join(lines) + f"\n({len(wrong)} of {s.shape[0]} tasks wrong)"

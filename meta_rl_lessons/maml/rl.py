@@ -102,6 +102,7 @@ __all__ = [
     "meta_fvp_factorized",
     "outer_loss",
     "task_data",
+    "task_mean",
 ]
 
 #: The policies the MAML functions accept (anything with ``per_task`` and ``named_parameters`` works).
@@ -238,8 +239,16 @@ def _log_probs(policy: Policy, params: dict[str, Tensor], data: TaskData) -> Ten
     return policy.per_task(data.obs, params).log_prob(data.actions)
 
 
+def task_mean(x: Tensor, mask: Tensor, num_steps: Tensor | None = None) -> Tensor:
+    """Mean of ``x [K, T, E]`` over each task's real steps: ``[K]``. ``mask [K, T, E]``; ``num_steps [K]``
+    (default ``mask.sum((1, 2))``) is clamped to 1, so a task without real steps gives 0."""
+    if num_steps is None:
+        num_steps = mask.sum(dim=(1, 2))
+    return (x * mask).sum(dim=(1, 2)) / num_steps.clamp_min(1.0)
+
+
 def _masked_task_mean(x: Tensor, data: TaskData) -> Tensor:
-    return (x * data.mask).sum(dim=(1, 2)) / data.num_steps.clamp_min(1.0)
+    return task_mean(x, data.mask, data.num_steps)
 
 
 def inner_loss(policy: Policy, params: dict[str, Tensor], data: TaskData, estimator: str = "maml") -> Tensor:

@@ -77,6 +77,7 @@ __all__ = [
     "gittins_rule",
     "random_rule",
     "thompson_rule",
+    "ucb1_scores",
     "ucb1_rule",
     "gittins_index_bisection",
     "gittins_index_restart",
@@ -169,16 +170,22 @@ def epsilon_greedy_rule(epsilon: float) -> BanditRule:
     return rule
 
 
+def ucb1_scores(successes: np.ndarray, failures: np.ndarray, t: int, c: float = 1.0) -> np.ndarray:
+    r"""UCB1's index :math:`\bar x_i + c\sqrt{2 \ln t / N_i}` of every arm, ``[M, k]`` from the counts
+    ``[M, k]`` (every arm pulled at least once) at pull ``t``."""
+    n = successes + failures
+    return successes / n + c * np.sqrt(2.0 * math.log(t) / n)
+
+
 def ucb1_rule(c: float = 1.0) -> BanditRule:
     r"""UCB1: each arm once (in order), then :math:`\arg\max_i \bar x_i + c\sqrt{2 \ln t / N_i}`."""
     if not (c >= 0 and math.isfinite(c)):
         raise ValueError(f"UCB1 exploration scale c must be a finite number >= 0, got {c}")
 
     def rule(s, f, t, g):
-        n = s + f
         if t < s.shape[1]:  # initialisation: pull every arm once (arm t)
             return np.full(s.shape[0], t)
-        return _argmax_random_ties(s / n + c * np.sqrt(2.0 * math.log(t) / n), g)
+        return _argmax_random_ties(ucb1_scores(s, f, t, c), g)
 
     return rule
 
