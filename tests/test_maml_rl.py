@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import DEVICES
 
-from meta_rl_lessons.envs import BanditTask, Navigation2DFamily
+from meta_rl_lessons.envs import BanditTask, Navigation2DFamily, warp_available
 from meta_rl_lessons.maml import rl as maml_rl
 from meta_rl_lessons.maml.rl import (
     MAMLTRPO,
@@ -268,7 +268,9 @@ def _rows(trainer, n):
     dict(estimator="dice", inner_steps=2, fvp_method="direct"),
     dict(estimator="lvc", curvature_subsample=0.5),
     dict(family="HalfCheetahVel", family_kwargs={"horizon": 10}, num_workers=2),
-], ids=["dice-two-steps", "lvc-curvature-subsample", "halfcheetah-vel-workers"])
+    pytest.param(dict(family="HalfCheetahVel", family_kwargs={"horizon": 8, "physics": "warp"}),
+                 marks=pytest.mark.skipif(not warp_available(), reason="MuJoCo Warp is not installed")),
+], ids=["dice-two-steps", "lvc-curvature-subsample", "halfcheetah-vel-workers", "halfcheetah-vel-warp"])
 def test_state_dict_resumes_exactly(kwargs, tmp_path) -> None:
     """A trainer that loads another's state (through a checkpoint file) continues with the same rows and
     parameters: the task and curvature generators, the sampler's environment generators (the MuJoCo reset

@@ -8,7 +8,7 @@ import torch
 from conftest import DEVICES
 
 from meta_rl_lessons import budget
-from meta_rl_lessons.envs import BernoulliBanditFamily, Navigation2DFamily, TabularMDPFamily
+from meta_rl_lessons.envs import BernoulliBanditFamily, Navigation2DFamily, TabularMDPFamily, warp_available
 from meta_rl_lessons.rl2 import baselines as bl
 from meta_rl_lessons.rl2.policy import RL2Policy
 from meta_rl_lessons.rl2.ppo import RL2Config, RL2Trainer, bandit_config, recurrent_ppo_loss, trial_advantages
@@ -326,3 +326,22 @@ def test_rl2_beats_random_on_small_tabular_mdps() -> None:
     assert rl2.mean() > rand.mean() + 8 * se, (rl2.mean(), rand.mean(), se)
     per_episode = trials.episode_returns().mean(1)
     assert per_episode[-1] > per_episode[0] + 0.5, per_episode.tolist()
+
+
+@pytest.mark.parametrize("physics", ["mujoco", pytest.param("warp", marks=pytest.mark.skipif(
+    not warp_available(), reason="MuJoCo Warp is not installed"))])
+def test_state_dict_resumes_exactly_on_halfcheetah(physics, tmp_path) -> None:
+    """RL² on a MuJoCo family resumes bit for bit: the reset noise's generator (NumPy for C MuJoCo, a torch
+    generator on the device for Warp) travels in the sampler's state."""
+    cfg = RL2Config(family="HalfCheetahVel", family_kwargs={"horizon": 8, "physics": physics}, num_trials=4,
+                    episodes_per_trial=2, total_iterations=4, hidden_size=8, update_epochs=1,
+                    num_minibatches=2, seed=2)
+    timing = {"sample_time", "update_time", "train_time"}
+    a = RL2Trainer(cfg)
+    a.iteration()
+    a.save(tmp_path / "s.pt")
+    rows_a = [{k: v for k, v in a.iteration().items() if k not in timing} for _ in range(2)]
+    torch.manual_seed(1)
+    b = RL2Trainer(cfg)
+    b.load_state_dict(load_checkpoint(tmp_path / "s.pt"))
+    assert [{k: v for k, v in b.iteration().items() if k not in timing} for _ in range(2)] == rows_a
