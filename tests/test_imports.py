@@ -15,21 +15,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "meta_rl_lessons"
-
-# Circles in files that other changes of issue #15 rewrite: reported (xfail), not failed, until they land.
-# Each key is the set of the circle's modules. Remove an entry once its circle is gone.
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"meta_rl_lessons.cli", "meta_rl_lessons.results"}):
-        "cli <-> results: H3 removes it in the CLI rewrite of #15",
-    frozenset({"meta_rl_lessons.envs", "meta_rl_lessons.envs.warp_vector"}):
-        "envs <-> envs.warp_vector (`from . import FAMILIES, make_family`): H1's file; the fix is "
-        "`from .families import FAMILIES, make_family`",
-}
-
 
 def _module_name(path: Path) -> str:
     rel = path.relative_to(ROOT).with_suffix("")
@@ -163,14 +150,8 @@ def test_the_graph_sees_the_package() -> None:
 
 def test_no_import_circles() -> None:
     graph = _graph()
-    circles = [c for c in _circles(graph) if frozenset(c) not in KNOWN_CIRCLES]
+    circles = _circles(graph)
     assert not circles, "import circles:\n" + "\n".join(_path_in(graph, c) for c in circles)
-
-
-@pytest.mark.parametrize("circle", list(KNOWN_CIRCLES), ids=[" <-> ".join(sorted(c)) for c in KNOWN_CIRCLES])
-def test_known_circles_are_gone(circle: frozenset[str]) -> None:
-    if frozenset(circle) in {frozenset(c) for c in _circles(_graph())}:
-        pytest.xfail(KNOWN_CIRCLES[circle])
 
 
 def test_envs_import_nothing_from_rl() -> None:
