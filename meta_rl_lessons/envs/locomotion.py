@@ -36,8 +36,9 @@ from gymnasium import utils
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 
+from meta_rl_lessons.mujoco_log import mujoco_warnings_to_python
+
 from .base import MetaEnvMixin, TaskFamily, check_int, check_range
-from .mujoco_log import mujoco_warnings_to_python
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,9 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import nn
 
+from meta_rl_lessons.mujoco_log import mujoco_warnings_to_python
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.utils import RunningMeanStd, mujoco_warnings_to_python
+from meta_rl_lessons.rl.utils import RunningMeanStd
 
 __all__ = ["PHYSICS", "VectorSampler", "check_physics", "make_env", "make_vector_env", "warp_env_id"]
 

@@ -1,7 +1,7 @@
 """MuJoCo's C-level warnings routed to Python, for everything that compiles gymnasium's MuJoCo models.
 
-:func:`mujoco_warnings_to_python` lives with the environments (the locomotion families compile models); the
-RL code's vector environments use it too, through ``meta_rl_lessons.rl.utils``.
+:func:`mujoco_warnings_to_python` is used by the locomotion families (``envs/``) and by the RL code's vector
+environments (``rl/sampling.py``); it lives at the top of the package so that neither imports the other.
 """
 
 from __future__ import annotations
