@@ -195,7 +195,7 @@ CASES: list[tuple[str, Callable[[], Any], type[Exception], str]] = [
      lambda: _ppo().load_state_dict(_ppo_state(discounted=torch.zeros(5, dtype=torch.float64))), ValueError,
      r"PPO.load_state_dict: discounted has shape \(5,\), expected \(2,\) \(\[num_envs\]\)"),
     ("trpo-state-from-ppo", lambda: _trpo().load_state_dict(_ppo().state_dict()), ValueError,
-     r"TRPO.load_state_dict: the state has no \['value_optimizer', 'baseline_weights'\]"),
+     r"TRPO.load_state_dict: the state has no \['baseline'\]"),
     ("reinforce-state-from-trpo",
      lambda: _reinforce().load_state_dict({**_trpo().state_dict(), "optimizer": {}}), ValueError,
      r"REINFORCE.load_state_dict: the state was saved with a different REINFORCEConfig "

@@ -36,13 +36,13 @@ import torch
 from torch import Tensor
 
 from meta_rl_lessons.rl.advantages import (
-    LinearFeatureBaseline,
     discounted_returns,
     gae,
     normalize_advantages,
 )
+from meta_rl_lessons.rl.baselines import StateBaseline
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
+from meta_rl_lessons.rl.policies import make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
@@ -181,7 +181,7 @@ class REINFORCE(TrainerBase):
 
     Attributes:
         policy: the policy (on ``device``); value: the value network (``baseline="value"``) or ``None``.
-        baseline: the :class:`LinearFeatureBaseline` (``baseline="linear"``) or ``None``.
+        baseline: the :class:`~meta_rl_lessons.rl.baselines.StateBaseline` (``config.baseline``).
         logger: per-iteration metrics.
     """
 
@@ -198,12 +198,9 @@ class REINFORCE(TrainerBase):
         self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
         self.policy.to(self.device)
         self.optimizer = make_adam(self.policy.parameters(), c.learning_rate)
-        self.value = self.value_optimizer = self.baseline = None
-        if c.baseline == "value":
-            self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
-            self.value_optimizer = make_adam(self.value.parameters(), c.value_learning_rate)
-        elif c.baseline == "linear":
-            self.baseline = LinearFeatureBaseline()
+        self.baseline = StateBaseline(c.baseline, obs_space.shape[0], c.hidden_sizes, c.activation,
+                                      c.value_learning_rate, c.value_iters, self.device)
+        self.value = self.baseline.value
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
@@ -214,36 +211,14 @@ class REINFORCE(TrainerBase):
         """``config.iterations``."""
         return self.config.iterations
 
-    @torch.no_grad()
-    def _values(self, batch: EpisodeBatch) -> tuple[Tensor | None, Tensor | None]:
-        """:math:`V(s_t), V(s'_t)` from the baseline *before* refitting it on this batch (or ``None``)."""
-        if self.value is not None:
-            m = batch.mask
-            return self.value(batch.observations) * m, self.value(batch.next_observations) * m
-        if self.baseline is not None:
-            if self.baseline.weights is None:
-                z = torch.zeros_like(batch.rewards)
-                return z, z
-            return self.baseline.predict(batch), self.baseline.predict_next(batch)
-        return None, None
-
     def _fit_baseline(self, batch: EpisodeBatch) -> float:
-        c = self.config
-        if self.value is None and self.baseline is None:
+        """Refit the baseline on Monte-Carlo returns, bootstrapped at truncations with its old values."""
+        values = self.baseline.values(batch)
+        if values is None:
             return math.nan
-        targets = discounted_returns(batch.rewards, c.gamma, batch.terminated, batch.truncated, batch.mask,
-                                     self._values(batch)[1])
-        if self.baseline is not None:
-            self.baseline.fit(batch, targets)
-            err = (self.baseline.predict(batch) - targets) ** 2
-            return float((err * batch.mask).sum() / batch.mask.sum())
-        for _ in range(c.value_iters):
-            err = (self.value(batch.observations) - targets) ** 2
-            loss = check_finite("REINFORCE value loss", (err * batch.mask).sum() / batch.mask.sum())
-            self.value_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.value_optimizer.step()
-        return float(loss.item())
+        targets = discounted_returns(batch.rewards, self.config.gamma, batch.terminated, batch.truncated,
+                                     batch.mask, values[1])
+        return self.baseline.fit(batch, targets, "REINFORCE")
 
     def iteration(self) -> dict[str, float]:
         """Collect episodes, take one gradient step on :func:`reinforce_loss`, refit the baseline."""
@@ -251,7 +226,7 @@ class REINFORCE(TrainerBase):
         t0 = time.perf_counter()
         batch = self.sampler.collect_episodes(c.episodes_per_iteration)
         t1 = time.perf_counter()
-        values, next_values = self._values(batch)
+        values, next_values = self.baseline.values(batch) or (None, None)
         psi = reinforce_weights(batch, c.gamma, c.reward_to_go, values, next_values, c.gae_lambda,
                                 c.discount_weighting)
         if c.normalize_advantages:
@@ -297,9 +272,7 @@ class REINFORCE(TrainerBase):
             "iterations_done": self.iterations_done,
             "policy": self.policy.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "value": None if self.value is None else self.value.state_dict(),
-            "value_optimizer": None if self.value_optimizer is None else self.value_optimizer.state_dict(),
-            "baseline_weights": None if self.baseline is None else self.baseline.weights,
+            "baseline": self.baseline.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng": rng_state(),
         })
@@ -311,17 +284,11 @@ class REINFORCE(TrainerBase):
         Raises:
             ValueError: missing entries, or a state saved with another config (naming the fields).
         """
-        check_state("REINFORCE", self.config, state, ("iterations_done", "policy", "optimizer", "value",
-                                                      "value_optimizer", "baseline_weights", "sampler",
-                                                      "rng"))
+        check_state("REINFORCE", self.config, state, ("iterations_done", "policy", "optimizer", "baseline",
+                                                      "sampler", "rng"))
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.value is not None:
-            self.value.load_state_dict(state["value"])
-            self.value_optimizer.load_state_dict(state["value_optimizer"])
-        if self.baseline is not None:
-            w = state["baseline_weights"]
-            self.baseline.weights = None if w is None else w.to(self.device)
+        self.baseline.load_state_dict(state["baseline"])
         self.sampler.load_state_dict(state["sampler"])
         self.iterations_done = int(state["iterations_done"])
         load_rng_state(state["rng"])  # last: nothing after it draws random numbers

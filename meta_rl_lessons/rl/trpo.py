@@ -39,9 +39,11 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_returns, gae, normalize_advantages
+from meta_rl_lessons.rl.advantages import discounted_returns, gae, normalize_advantages
+from meta_rl_lessons.rl.baselines import StateBaseline
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
+from meta_rl_lessons.rl.losses import masked_mean
+from meta_rl_lessons.rl.policies import make_policy
 from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
@@ -54,7 +56,6 @@ from meta_rl_lessons.rl.utils import (
     check_positive_ints,
     check_state,
     config_state,
-    make_adam,
     resolve_device,
     set_seed,
 )
@@ -341,17 +342,13 @@ class TRPOConfig:
         check_config_choice(self, "baseline", ("value", "linear", "none"))
 
 
-def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
-    return (x * mask).sum() / mask.sum()
-
-
 class TRPO(TrainerBase):
     """TRPO trainer: ``TRPO(config).train()`` or one :meth:`iteration` at a time (the
     :class:`~meta_rl_lessons.trainer.Trainer` protocol).
 
     Attributes:
         policy: the policy (on ``device``); value: the value network (``baseline="value"``) or ``None``.
-        baseline: the :class:`LinearFeatureBaseline` (``baseline="linear"``) or ``None``.
+        baseline: the :class:`~meta_rl_lessons.rl.baselines.StateBaseline` (``config.baseline``).
         logger: per-iteration metrics.
     """
 
@@ -368,12 +365,9 @@ class TRPO(TrainerBase):
         obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
         self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
         self.policy.to(self.device)
-        self.value = self.value_optimizer = self.baseline = None
-        if c.baseline == "value":
-            self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
-            self.value_optimizer = make_adam(self.value.parameters(), c.value_learning_rate)
-        elif c.baseline == "linear":
-            self.baseline = LinearFeatureBaseline()
+        self.baseline = StateBaseline(c.baseline, obs_space.shape[0], c.hidden_sizes, c.activation,
+                                      c.value_learning_rate, c.value_iters, self.device)
+        self.value = self.baseline.value
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
@@ -385,21 +379,11 @@ class TRPO(TrainerBase):
         return self.config.iterations
 
     # ------------------------------------------------------------------ advantages
-    @torch.no_grad()
-    def _values(self, batch: EpisodeBatch) -> tuple[Tensor, Tensor]:
-        if self.value is not None:
-            m = batch.mask
-            return self.value(batch.observations) * m, self.value(batch.next_observations) * m
-        if self.baseline is not None and self.baseline.weights is not None:
-            return self.baseline.predict(batch), self.baseline.predict_next(batch)
-        zeros = torch.zeros_like(batch.rewards)
-        return zeros, zeros
-
     def advantages(self, batch: EpisodeBatch) -> tuple[Tensor, Tensor]:
         """``(advantages, value targets)`` ``[T, B]``: GAE (eq. gae) with the baseline *before* it is refitted
         on this batch (fitting first would make the baseline depend on the actions it scores)."""
         c = self.config
-        values, next_values = self._values(batch)
+        values, next_values = self.baseline.values(batch) or (torch.zeros_like(batch.rewards),) * 2
         adv, _ = gae(batch.rewards, values, next_values, batch.terminated, batch.truncated, c.gamma,
                      c.gae_lambda, batch.mask)
         # Monte-Carlo targets for the baseline, bootstrapped at truncations (eq. return)
@@ -408,22 +392,6 @@ class TRPO(TrainerBase):
         if c.normalize_advantages:
             adv = normalize_advantages(adv, batch.mask)
         return adv, targets
-
-    def fit_baseline(self, batch: EpisodeBatch, targets: Tensor) -> float:
-        """Fit the baseline to ``targets``; returns the final mean squared error (nan without a baseline)."""
-        c = self.config
-        if self.baseline is not None:
-            self.baseline.fit(batch, targets)
-            return float(_masked_mean((self.baseline.predict(batch) - targets) ** 2, batch.mask))
-        if self.value is None:
-            return math.nan
-        for _ in range(c.value_iters):
-            loss = check_finite("TRPO value loss",
-                                _masked_mean((self.value(batch.observations) - targets) ** 2, batch.mask))
-            self.value_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.value_optimizer.step()
-        return float(loss.item())
 
     # ------------------------------------------------------------------ the policy step
     def policy_step(self, batch: EpisodeBatch, advantages: Tensor) -> dict[str, float]:
@@ -438,14 +406,14 @@ class TRPO(TrainerBase):
 
         def surrogate(p_dict=None) -> Tensor:  # L(theta), as a loss to minimise
             ratio = (self.policy(obs, p_dict).log_prob(act) - old_logp).exp()
-            return -_masked_mean(ratio * advantages, mask)
+            return -masked_mean(ratio * advantages, mask)
 
         def mean_kl(p_dict=None, rows: Tensor | None = None) -> Tensor:  # KL(pi_old || pi_theta), masked mean
             if rows is None:
-                return _masked_mean(kl_divergence(old_dist, self.policy(obs, p_dict)), mask)
+                return masked_mean(kl_divergence(old_dist, self.policy(obs, p_dict)), mask)
             with torch.no_grad():
                 old_rows = self.policy(obs[rows])
-            return _masked_mean(kl_divergence(old_rows, self.policy(obs[rows], p_dict)), mask[rows])
+            return masked_mean(kl_divergence(old_rows, self.policy(obs[rows], p_dict)), mask[rows])
 
         loss = surrogate()
         check_finite("TRPO surrogate loss", loss)
@@ -485,7 +453,7 @@ class TRPO(TrainerBase):
         t1 = time.perf_counter()
         adv, targets = self.advantages(batch)
         stats = self.policy_step(batch, adv)
-        stats["baseline_loss"] = self.fit_baseline(batch, targets)
+        stats["baseline_loss"] = self.baseline.fit(batch, targets, "TRPO")
         t2 = time.perf_counter()
         self.iterations_done += 1
         episodes = self.sampler.pop_episode_stats()
@@ -517,9 +485,7 @@ class TRPO(TrainerBase):
             "config": config_state(self.config),
             "iterations_done": self.iterations_done,
             "policy": self.policy.state_dict(),
-            "value": None if self.value is None else self.value.state_dict(),
-            "value_optimizer": None if self.value_optimizer is None else self.value_optimizer.state_dict(),
-            "baseline_weights": None if self.baseline is None else self.baseline.weights,
+            "baseline": self.baseline.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng": rng_state(),
         })
@@ -531,15 +497,9 @@ class TRPO(TrainerBase):
         Raises:
             ValueError: missing entries, or a state saved with another config (naming the fields).
         """
-        check_state("TRPO", self.config, state, ("iterations_done", "policy", "value", "value_optimizer",
-                                                 "baseline_weights", "sampler", "rng"))
+        check_state("TRPO", self.config, state, ("iterations_done", "policy", "baseline", "sampler", "rng"))
         self.policy.load_state_dict(state["policy"])
-        if self.value is not None:
-            self.value.load_state_dict(state["value"])
-            self.value_optimizer.load_state_dict(state["value_optimizer"])
-        if self.baseline is not None:
-            w = state["baseline_weights"]
-            self.baseline.weights = None if w is None else w.to(self.device)
+        self.baseline.load_state_dict(state["baseline"])
         self.sampler.load_state_dict(state["sampler"])
         self.iterations_done = int(state["iterations_done"])
         load_rng_state(state["rng"])  # last: nothing after it draws random numbers
