@@ -39,8 +39,8 @@ from torch import Tensor
 from meta_rl_lessons.rl.advantages import gae
 from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.losses import clipped_surrogate, explained_variance, value_loss
-from meta_rl_lessons.rl.policies import ValueNetwork, make_policy
-from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
+from meta_rl_lessons.rl.policies import ValueNetwork
+from meta_rl_lessons.rl.sampling import VectorEnvTrainer, VectorSampler, check_physics
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
     RunningMeanStd,
@@ -53,11 +53,9 @@ from meta_rl_lessons.rl.utils import (
     check_state,
     config_state,
     make_adam,
-    resolve_device,
-    set_seed,
 )
 from meta_rl_lessons.serialization import from_safe, to_safe
-from meta_rl_lessons.trainer import TrainerBase, load_rng_state, rng_state
+from meta_rl_lessons.trainer import load_rng_state, rng_state
 
 __all__ = ["PPO", "PPOConfig"]
 
@@ -148,7 +146,7 @@ class PPOConfig:
             )
 
 
-class PPO(TrainerBase):
+class PPO(VectorEnvTrainer):
     """PPO trainer: ``PPO(config).train()``; or one iteration at a time with :meth:`iteration` (the
     :class:`~meta_rl_lessons.trainer.Trainer` protocol).
 
@@ -165,17 +163,8 @@ class PPO(TrainerBase):
     LEARNER_KEYS = ("policy", "value", "optimizer", "obs_rms", "return_rms")
 
     def __init__(self, config: PPOConfig, envs: gym.vector.VectorEnv | None = None) -> None:
-        self.config = c = config
-        set_seed(c.seed)
-        self.device = resolve_device(c.device)
-        self.envs = envs if envs is not None else make_vector_env(
-            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps, physics=c.physics,
-            device=self.device)
-        if self.envs.num_envs != c.num_envs:
-            raise ValueError(f"config.num_envs={c.num_envs} but the environment has {self.envs.num_envs}")
-        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
-        self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
-        self.policy.to(self.device)
+        obs_space, _ = self._setup(config, envs)  # seeds, device, vector env, policy
+        c = self.config
         self.value = ValueNetwork(obs_space.shape[0], c.hidden_sizes, c.activation).to(self.device)
         self.optimizer = make_adam([*self.policy.parameters(), *self.value.parameters()], c.learning_rate,
                                    c.adam_eps)
@@ -185,7 +174,6 @@ class PPO(TrainerBase):
         self._discounted = np.zeros(c.num_envs)  # running discounted return, for reward normalisation
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
-        self._closed = False
 
     @property
     def total_iterations(self) -> int:
@@ -295,12 +283,6 @@ class PPO(TrainerBase):
         }
         self.logger.log(row)
         return row
-
-    def close(self) -> None:
-        """Close the vector environment (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            self.envs.close()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -42,8 +42,7 @@ from meta_rl_lessons.rl.advantages import (
 )
 from meta_rl_lessons.rl.baselines import StateBaseline
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.policies import make_policy
-from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
+from meta_rl_lessons.rl.sampling import VectorEnvTrainer, VectorSampler
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
     check_config_choice,
@@ -55,11 +54,9 @@ from meta_rl_lessons.rl.utils import (
     check_state,
     config_state,
     make_adam,
-    resolve_device,
-    set_seed,
 )
 from meta_rl_lessons.serialization import to_safe
-from meta_rl_lessons.trainer import TrainerBase, load_rng_state, rng_state
+from meta_rl_lessons.trainer import load_rng_state, rng_state
 
 __all__ = ["REINFORCE", "REINFORCEConfig", "reinforce_loss", "reinforce_weights"]
 
@@ -175,7 +172,7 @@ class REINFORCEConfig:
         check_config_choice(self, "baseline", ("none", "value", "linear"))
 
 
-class REINFORCE(TrainerBase):
+class REINFORCE(VectorEnvTrainer):
     """REINFORCE trainer: ``REINFORCE(config).train()`` or one :meth:`iteration` at a time (the
     :class:`~meta_rl_lessons.trainer.Trainer` protocol).
 
@@ -189,14 +186,8 @@ class REINFORCE(TrainerBase):
     return_key = "episode_return"
 
     def __init__(self, config: REINFORCEConfig, envs: gym.vector.VectorEnv | None = None) -> None:
-        self.config = c = config
-        set_seed(c.seed)
-        self.device = resolve_device(c.device)
-        self.envs = envs if envs is not None else make_vector_env(
-            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps)
-        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
-        self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
-        self.policy.to(self.device)
+        obs_space, _ = self._setup(config, envs)  # seeds, device, vector env, policy
+        c = self.config
         self.optimizer = make_adam(self.policy.parameters(), c.learning_rate)
         self.baseline = StateBaseline(c.baseline, obs_space.shape[0], c.hidden_sizes, c.activation,
                                       c.value_learning_rate, c.value_iters, self.device)
@@ -204,7 +195,6 @@ class REINFORCE(TrainerBase):
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
-        self._closed = False
 
     @property
     def total_iterations(self) -> int:
@@ -255,12 +245,6 @@ class REINFORCE(TrainerBase):
         }
         self.logger.log(row)
         return row
-
-    def close(self) -> None:
-        """Close the vector environment (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            self.envs.close()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -44,9 +44,12 @@ from torch import nn
 
 from meta_rl_lessons.mujoco_log import mujoco_warnings_to_python
 from meta_rl_lessons.rl.batch import EpisodeBatch
-from meta_rl_lessons.rl.utils import RunningMeanStd
+from meta_rl_lessons.rl.policies import make_policy
+from meta_rl_lessons.rl.utils import RunningMeanStd, resolve_device, set_seed
+from meta_rl_lessons.trainer import TrainerBase
 
-__all__ = ["PHYSICS", "VectorSampler", "check_physics", "make_env", "make_vector_env", "warp_env_id"]
+__all__ = ["PHYSICS", "VectorEnvTrainer", "VectorSampler", "check_physics", "make_env", "make_vector_env",
+           "warp_env_id"]
 
 #: The physics backends of :func:`make_vector_env`.
 PHYSICS: tuple[str, ...] = ("mujoco", "warp")
@@ -457,3 +460,39 @@ class VectorSampler:
         return self._to_batch(scatter(np.stack(O)), act, scatter(np.stack(R), np.float32),
                               scatter(np.stack(NO)), scatter(np.stack(TE)), scatter(np.stack(TR)), mask, lp)
 
+
+
+class VectorEnvTrainer(TrainerBase):
+    """What PPO, TRPO and REINFORCE share: a seeded set-up of a gymnasium vector env and a policy on it, and
+    :meth:`close`. Subclasses call :meth:`_setup` first in ``__init__`` and build their optimisers, baselines
+    and :class:`VectorSampler` after it (the order fixes which random numbers initialise which network)."""
+
+    envs: VectorEnv
+    policy: Any
+
+    def _setup(self, config: Any, envs: VectorEnv | None) -> tuple[Any, Any]:
+        """Seed everything, pick the device, build (or adopt) the vector env and the policy; returns the
+        single observation and action spaces.
+
+        Raises:
+            ValueError: ``envs`` given with another number of sub-environments than ``config.num_envs``.
+        """
+        self.config = c = config
+        set_seed(c.seed)
+        self.device = resolve_device(c.device)
+        physics = getattr(c, "physics", "mujoco")
+        self.envs = envs if envs is not None else make_vector_env(
+            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps, physics=physics, device=self.device)
+        self._closed = False
+        if self.envs.num_envs != c.num_envs:
+            raise ValueError(f"config.num_envs={c.num_envs} but the environment has {self.envs.num_envs}")
+        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
+        self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
+        self.policy.to(self.device)
+        return obs_space, act_space
+
+    def close(self) -> None:
+        """Close the vector environment (idempotent)."""
+        if not getattr(self, "_closed", True):
+            self._closed = True
+            self.envs.close()

@@ -43,8 +43,7 @@ from meta_rl_lessons.rl.advantages import discounted_returns, gae, normalize_adv
 from meta_rl_lessons.rl.baselines import StateBaseline
 from meta_rl_lessons.rl.batch import EpisodeBatch
 from meta_rl_lessons.rl.losses import masked_mean
-from meta_rl_lessons.rl.policies import make_policy
-from meta_rl_lessons.rl.sampling import VectorSampler, check_physics, make_vector_env
+from meta_rl_lessons.rl.sampling import VectorEnvTrainer, VectorSampler, check_physics
 from meta_rl_lessons.rl.utils import (
     CSVLogger,
     check_config_choice,
@@ -56,11 +55,9 @@ from meta_rl_lessons.rl.utils import (
     check_positive_ints,
     check_state,
     config_state,
-    resolve_device,
-    set_seed,
 )
 from meta_rl_lessons.serialization import to_safe
-from meta_rl_lessons.trainer import TrainerBase, load_rng_state, rng_state
+from meta_rl_lessons.trainer import load_rng_state, rng_state
 
 __all__ = [
     "LineSearchResult",
@@ -342,7 +339,7 @@ class TRPOConfig:
         check_config_choice(self, "baseline", ("value", "linear", "none"))
 
 
-class TRPO(TrainerBase):
+class TRPO(VectorEnvTrainer):
     """TRPO trainer: ``TRPO(config).train()`` or one :meth:`iteration` at a time (the
     :class:`~meta_rl_lessons.trainer.Trainer` protocol).
 
@@ -356,22 +353,14 @@ class TRPO(TrainerBase):
     return_key = "episode_return"
 
     def __init__(self, config: TRPOConfig, envs: gym.vector.VectorEnv | None = None) -> None:
-        self.config = c = config
-        set_seed(c.seed)
-        self.device = resolve_device(c.device)
-        self.envs = envs if envs is not None else make_vector_env(
-            c.env_id, c.num_envs, max_episode_steps=c.max_episode_steps, physics=c.physics,
-            device=self.device)
-        obs_space, act_space = self.envs.single_observation_space, self.envs.single_action_space
-        self.policy = make_policy(obs_space, act_space, c.hidden_sizes, c.activation, c.init_log_std)
-        self.policy.to(self.device)
+        obs_space, _ = self._setup(config, envs)  # seeds, device, vector env, policy
+        c = self.config
         self.baseline = StateBaseline(c.baseline, obs_space.shape[0], c.hidden_sizes, c.activation,
                                       c.value_learning_rate, c.value_iters, self.device)
         self.value = self.baseline.value
         self.sampler = VectorSampler(self.envs, self.policy, seed=c.seed)
         self.iterations_done = 0
         self.logger = CSVLogger(c.log_path)
-        self._closed = False
 
     @property
     def total_iterations(self) -> int:
@@ -469,12 +458,6 @@ class TRPO(TrainerBase):
         }
         self.logger.log(row)
         return row
-
-    def close(self) -> None:
-        """Close the vector environment (idempotent)."""
-        if not self._closed:
-            self._closed = True
-            self.envs.close()
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
