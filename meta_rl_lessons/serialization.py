@@ -164,6 +164,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "not a meta-rl checkpoint; restore it from a copy, or start the run again") from None
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        first = first.split(". ")[0]  # torch's first sentence says what failed; the rest is advice for bugs
         raise CheckpointError(
             f"checkpoint {str(path)!r} cannot be read ({first[:200]}): it is truncated, corrupted or not a "
             "meta-rl checkpoint; restore it from a copy, or start the run again") from None
