@@ -237,13 +237,17 @@ class Result:
         payload = json.loads(path.read_text())
         return params_from_json(payload["parameters"])
 
-    def trainer(self) -> Any:
+    def trainer(self, **overrides: Any) -> Any:
         """The result's trainer, rebuilt from its recorded config, with the trained policy's parameters from
         ``policy.json`` loaded (for PPO also its observation statistics); the rest (optimiser, samplers) is as
         a fresh trainer has it. Close it when done (``with result.trainer() as t: ...``)::
 
             trainer = load_result("maml-Navigation2D-book-s0").trainer()
             returns = trainer.evaluate(tasks, step_sizes=(0.1,))
+
+        Args:
+            overrides: config fields to replace, for fields that change how, not what, is computed on this
+                machine (e.g. ``num_workers=0``: no MuJoCo worker processes for a short evaluation).
 
         Raises:
             FileNotFoundError: the result has no ``policy.json``.
@@ -256,6 +260,11 @@ class Result:
         config = dict(self.config["config"])
         # a notebook replays a result on this machine: its own device, no log file or progress bar of its own
         config.update({k: v for k, v in (("log_path", None), ("progress", False)) if k in config})
+        unknown = sorted(set(overrides) - set(config))
+        if unknown:
+            raise ValueError(f"Result.trainer: {unknown} are not fields of the {self.algorithm} config; its "
+                             f"fields: {', '.join(sorted(config))}")
+        config.update(overrides)
         trainer = spec.build(experiments.config_from_dict(spec.name, config))
         try:
             experiments.load_policy_parameters(trainer, params)

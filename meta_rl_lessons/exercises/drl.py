@@ -15,7 +15,7 @@ exercise                     compared with                                 what 
 ===========================  ============================================  ===================================
 :func:`gae_template`         :func:`meta_rl_lessons.rl.advantages.gae`     the TD error and the GAE recursion
 :func:`line_search_template` :func:`meta_rl_lessons.rl.trpo.line_search`   TRPO's backtracking line search
-:func:`ppo_clip_template`    the policy term of ``PPO.update``             PPO's clipped surrogate
+:func:`ppo_clip_template`    ``rl.losses.clipped_surrogate``               PPO's clipped surrogate
 ===========================  ============================================  ===================================
 """
 
@@ -663,8 +663,8 @@ def ppo_clip_template(
 def reference_ppo_clip_loss(
     log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, clip_coef: float
 ) -> Tensor:
-    """The policy term of :meth:`meta_rl_lessons.rl.ppo.PPO.update`:
-    :func:`~meta_rl_lessons.rl.losses.clipped_surrogate` on given tensors (its loss, not its statistics)."""
+    """The loss of :func:`meta_rl_lessons.rl.losses.clipped_surrogate` (what :meth:`PPO.loss
+    <meta_rl_lessons.rl.ppo.PPO.loss>` uses) on given tensors, without its statistics."""
     return clipped_surrogate(log_probs, old_log_probs, advantages, clip_coef)[0]
 
 
@@ -743,7 +743,7 @@ def check_ppo_clip_loss(
         )
     report = CheckReport(
         "PPO clipped surrogate loss (chapter 1)",
-        "the policy term of meta_rl_lessons.rl.ppo.PPO.update",
+        "the loss of meta_rl_lessons.rl.losses.clipped_surrogate",
     )
     atol, rtol = 1e-10, 1e-8
     for desc, N, scale, sign, eps in specs:
