@@ -30,7 +30,7 @@ def test_plain_text_outside_jupyter():
 
 def test_html_is_highlighted_with_caption():
     html = show_source(EpisodeBatch)._repr_html_()
-    assert "EpisodeBatch" in html and "meta_rl_lessons/rl/batch.py" in html
+    assert "EpisodeBatch" in html and "meta_rl_lessons/batch.py" in html
     assert 'style="' in html and "<span" in html  # inline-styled tokens, no stylesheet needed
     assert "class EpisodeBatch" not in html  # keywords are wrapped in highlighting spans
 
