@@ -16,18 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 
-from meta_rl_lessons import cli, runs
+from meta_rl_lessons import runs
 
 MAML = ["maml", "--budget", "smoke", "--threads", "1", "--set", "iterations=2"]
-
-
-def run_cli(*args: str) -> int:
-    threads = torch.get_num_threads()
-    try:
-        return cli.main([*args, "--no-progress"] if args[0] in ("train", "resume") else list(args))
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 
 from meta_rl_lessons import cli, experiments, runs
 
@@ -43,16 +44,6 @@ def rows(run_dir: Path) -> list[dict[str, str]]:
     """progress.csv rows without the wall-clock columns (everything else must be reproducible)."""
     with open(run_dir / "progress.csv", newline="") as fh:
         return [{k: v for k, v in r.items() if k not in cli.TIMING_COLUMNS} for r in csv.DictReader(fh)]
-
-
-def run_cli(*args: str) -> int:
-    """``meta-rl ARGS`` in this process (much faster than a subprocess: no torch import); the caller's torch
-    thread count is restored afterwards."""
-    threads = torch.get_num_threads()
-    try:
-        return cli.main([*args, "--no-progress"] if args[0] in ("train", "resume") else list(args))
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
