@@ -47,10 +47,10 @@ from typing import Any
 
 from meta_rl_lessons.budget import NAMES as BUDGETS
 from meta_rl_lessons.budget import Budget
-from meta_rl_lessons.runs import config_diff, normalised
+from meta_rl_lessons.runs import normalised
 
 __all__ = ["ALGORITHMS", "AdaptiveConfig", "ExperimentError", "FieldInfo", "PRESETS", "SPECS", "Spec",
-           "build_config", "check_device", "check_gym_env", "config_diff", "config_from_dict", "family_of",
+           "build_config", "check_device", "check_gym_env", "config_from_dict", "family_of",
            "field_info", "parse_overrides", "policy_parameters", "preset", "run_search", "spec"]
 
 #: The algorithms ``meta-rl train`` knows.
@@ -330,16 +330,12 @@ def check_device(device: str) -> str:
     Raises:
         ExperimentError: an unknown name, CUDA without CUDA, or a device index this machine does not have.
     """
-    name = device.strip().lower()
-    index: int | None = None
-    if name.startswith("cuda:"):
-        tail = name[len("cuda:"):]
-        if not tail.isdigit():
-            raise ExperimentError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N (N = 0, 1, ...), "
-                                  "auto")
-        index = int(tail)
-    elif name not in ("cpu", "cuda", "auto"):
+    from meta_rl_lessons.rl.utils import device_name
+
+    name = device_name(device)
+    if name is None:
         raise ExperimentError(f"unknown device {device!r}; allowed: cpu, cuda, cuda:N (N = 0, 1, ...), auto")
+    index = int(name[len("cuda:"):]) if name.startswith("cuda:") else None
     if name.startswith("cuda"):
         import torch
 
@@ -545,8 +541,6 @@ class Spec:
     """``(trainer, *, episodes, tasks, steps, seed) -> report``: the algorithm's evaluation protocol."""
     return_key: str = "episode_return"
     """The progress column that is "the return" (progress bar, log lines, plots)."""
-    steps_per_iteration: bool = False
-    """The ``env_steps`` column counts one iteration's steps (summed into ``env_steps_total``)."""
 
     @property
     def config_class(self) -> type:
@@ -577,7 +571,7 @@ SPECS: dict[str, Spec] = {s.name: s for s in (
     Spec("ppo", _ppo_config, _ppo_trainer, "CartPole-v1", _gym_env_fields("ppo"), _eval_ppo),
     Spec("trpo", _trpo_config, _trpo_trainer, "CartPole-v1", _gym_env_fields("trpo"), _eval_trpo),
     Spec("maml", _maml_config, _maml_trainer, "MetaRL/Navigation2D-v0", _maml_env_fields, _eval_maml,
-         return_key="return_post", steps_per_iteration=True),
+         return_key="return_post"),
     Spec("rl2", _rl2_config, _rl2_trainer, "MetaRL/BernoulliBandit-v0", _rl2_env_fields, _eval_rl2,
          return_key="trial_return"),
     Spec("adaptive", lambda: AdaptiveConfig, None, "CartPole-v1", _gym_env_fields("adaptive"), None,

@@ -61,16 +61,15 @@ from typing import Any
 
 from meta_rl_lessons.serialization import (  # noqa: F401 - re-exported: runs' public names
     CheckpointError,
+    config_diff,
     from_safe,
     generator_state,
-    get_path,
     global_rng_state,
     load_checkpoint,
     remove_stale_temporaries,
     save_checkpoint,
     set_generator_state,
     set_global_rng_state,
-    set_path,
     to_safe,
 )
 
@@ -93,7 +92,6 @@ __all__ = [
     "RunDir",
     "from_safe",
     "generator_state",
-    "get_path",
     "git_info",
     "global_rng_state",
     "load_checkpoint",
@@ -104,7 +102,6 @@ __all__ = [
     "save_checkpoint",
     "set_generator_state",
     "set_global_rng_state",
-    "set_path",
     "to_safe",
     "utc_now",
 ]
@@ -436,13 +433,6 @@ def normalised(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=_json_default))
 
 
-def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """``{field: (value in a, value in b)}`` for the fields where two normalised configs differ."""
-    missing = object()
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
-            if a.get(k, missing) != b.get(k, missing)}
-
-
 def describe_diff(diff: Mapping[str, tuple[Any, Any]], first: str, second: str) -> str:
     """``"iterations (checkpoint 6, config.json 20), lr (...)"`` for a :func:`config_diff`."""
     return ", ".join(f"{k} ({first} {a!r}, {second} {b!r})" for k, (a, b) in diff.items())
@@ -455,9 +445,6 @@ FORMAT = 2
 EXIT_CODES: dict[int, int] = {int(signal.SIGINT): 130, int(signal.SIGTERM): 143}
 #: The signals that stop a run at the next iteration boundary.
 STOP_SIGNALS: tuple[int, ...] = (int(signal.SIGINT), int(signal.SIGTERM))
-#: Trainers whose ``env_steps`` column counts one iteration's steps (summed into ``env_steps_total``); the
-#: others report the total so far.
-PER_ITERATION_STEPS: frozenset[str] = frozenset({"maml"})
 
 
 class RunError(ValueError):
@@ -777,7 +764,7 @@ def _show_bar() -> bool:
 # ============================================================================ the run loop
 def run(trainer: Any, run_dir: str | os.PathLike | RunDir, *, callbacks: Sequence[Callback] = (),
         checkpoint_every: float = 60.0, progress: bool | None = None, log_every: float = 30.0,
-        tensorboard: bool = False, stop_after: int | None = None, steps_per_iteration: bool | None = None,
+        tensorboard: bool = False, stop_after: int | None = None,
         meta: Mapping[str, Any] | None = None, command: Sequence[str] | None = None,
         allow_changes: Iterable[str] = (), stop: StopSignals | None = None) -> RunResult:
     """Train ``trainer`` to its ``total_iterations`` in ``run_dir``, resumably; returns a :class:`RunResult`.
@@ -798,7 +785,6 @@ def run(trainer: Any, run_dir: str | os.PathLike | RunDir, *, callbacks: Sequenc
         tensorboard: also log to ``run_dir/tensorboard``.
         stop_after: stop (with a checkpoint, status "interrupted", exit code 0) after this many iterations
             of this session; for tests.
-        steps_per_iteration: the rows' ``env_steps`` counts one iteration (default: by the trainer's name).
         meta: ``config.json``'s content for a new directory (the command line writes its own).
         command: recorded in the session (default ``sys.argv``).
         allow_changes: config fields that may differ from the checkpoint's.
@@ -824,7 +810,7 @@ def run(trainer: Any, run_dir: str | os.PathLike | RunDir, *, callbacks: Sequenc
             with session:
                 return _loop(session, trainer, callbacks=callbacks, checkpoint_every=checkpoint_every,
                              progress=progress, log_every=log_every, tensorboard=tensorboard,
-                             stop_after=stop_after, steps_per_iteration=steps_per_iteration)
+                             stop_after=stop_after)
     except Interrupted as err:
         print(f"\nmeta-rl: stopped at once; the previous checkpoint is kept. Continue with:  meta-rl resume "
               f"{rd.path}", file=sys.stderr)
@@ -836,8 +822,7 @@ def run(trainer: Any, run_dir: str | os.PathLike | RunDir, *, callbacks: Sequenc
 
 
 def _loop(session: RunSession, trainer: Any, *, callbacks: Sequence[Callback], checkpoint_every: float,
-          progress: bool | None, log_every: float, tensorboard: bool, stop_after: int | None,
-          steps_per_iteration: bool | None) -> RunResult:
+          progress: bool | None, log_every: float, tensorboard: bool, stop_after: int | None) -> RunResult:
     rd, stop = session.rd, session.stop
     if session.trainer_state is not None:
         state = session.trainer_state
@@ -858,9 +843,7 @@ def _loop(session: RunSession, trainer: Any, *, callbacks: Sequence[Callback], c
             rd.write_progress(rows)
         return session.end("finished", session.start_iteration)
     rd.write_progress(rows)  # on resume this drops rows logged after the checkpoint: they are recomputed
-    per_iteration = steps_per_iteration
-    if per_iteration is None:
-        per_iteration = trainer.name in PER_ITERATION_STEPS
+    per_iteration = bool(getattr(trainer, "env_steps_per_iteration", False))  # MAML: each row's own steps
     show = _show_bar() if progress is None else progress
     every: list[Callback] = [CSVRows(), ProgressBar() if show else LogLines(log_every)]
     if tensorboard:

@@ -35,10 +35,10 @@ from typing import Any
 
 __all__ = [
     "CheckpointError",
+    "config_diff",
     "env_state",
     "from_safe",
     "generator_state",
-    "get_path",
     "global_rng_state",
     "load_checkpoint",
     "load_env_state",
@@ -46,7 +46,6 @@ __all__ = [
     "save_checkpoint",
     "set_generator_state",
     "set_global_rng_state",
-    "set_path",
     "to_safe",
 ]
 
@@ -257,23 +256,14 @@ def set_generator_state(gen: Any, state: Mapping[str, Any]) -> None:
         raise TypeError(f"checkpoint holds a {kind} state but the object is a {type(gen).__qualname__}")
 
 
-def get_path(obj: Any, path: str) -> Any:
-    """``get_path(trainer, "sampler.env.generator")`` follows the dotted attribute path.
-
-    Raises:
-        AttributeError: naming the first missing attribute and the object it is missing on.
-    """
-    for part in path.split("."):
-        if not hasattr(obj, part):
-            raise AttributeError(f"{type(obj).__qualname__} has no attribute {part!r} (in path {path!r})")
-        obj = getattr(obj, part)
-    return obj
-
-
-def set_path(obj: Any, path: str, value: Any) -> None:
-    """Set the attribute at a dotted path (the parent must exist)."""
-    head, _, last = path.rpartition(".")
-    setattr(get_path(obj, head) if head else obj, last, value)
+# ============================================================================ configs
+def config_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{field: (value in a, value in b)}`` for the fields where two configs, as dicts of the same
+    normalised values (tuples as lists, as a checkpoint reads them back), differ; a field only one has
+    counts, with ``None`` for the other's value."""
+    missing = object()
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k, missing) != b.get(k, missing)}
 
 
 # ============================================================================ environments

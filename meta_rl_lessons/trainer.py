@@ -108,6 +108,9 @@ class TrainerBase:
 
     name: ClassVar[str] = ""
     return_key: ClassVar[str] = "episode_return"
+    env_steps_per_iteration: ClassVar[bool] = False
+    """Whether a row's ``env_steps`` counts that iteration's steps (the run loop sums them into
+    ``env_steps_total``) rather than all steps so far."""
     config: Any
     iterations_done: int
     logger: Any

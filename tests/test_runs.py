@@ -138,20 +138,6 @@ def test_provenance_records_command_git_and_machine():
     json.dumps(prov)  # JSON-serialisable
 
 
-def test_get_and_set_path():
-    class A:
-        pass
-
-    a = A()
-    a.b = A()
-    a.b.c = 1
-    assert runs.get_path(a, "b.c") == 1
-    runs.set_path(a, "b.c", 2)
-    assert a.b.c == 2
-    with pytest.raises(AttributeError, match="no attribute 'x' \\(in path 'b.x'\\)"):
-        runs.get_path(a, "b.x")
-
-
 # ---------------------------------------------------------------------------------------------- the run loop
 from dataclasses import dataclass  # noqa: E402
 

@@ -599,6 +599,7 @@ class MAMLTRPO(TrainerBase):
 
     name = "maml"
     return_key = "return_post"
+    env_steps_per_iteration = True  # each row's env_steps is that meta-iteration's (pre + post episodes)
 
     def __init__(self, config: MAMLTRPOConfig, family: TaskFamily | None = None) -> None:
         self.config = c = config

@@ -31,6 +31,7 @@ __all__ = [
     "check_positive_ints",
     "check_state",
     "config_state",
+    "device_name",
     "progress",
     "resolve_device",
     "set_seed",
@@ -49,6 +50,21 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def device_name(device: Any) -> str | None:
+    """The normalised name of a device the package accepts (``"auto"``, ``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"``, from a string or a ``torch.device``), or ``None`` for anything else. Only the spelling is
+    checked; whether the device exists is :func:`resolve_device`'s business."""
+    if isinstance(device, torch.device):
+        name = str(device)
+    elif isinstance(device, str):
+        name = device.strip().lower()
+    else:
+        return None
+    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit()):
+        return name
+    return None
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA if available else CPU; ``"cpu"``; ``"cuda"``/``"cuda:N"`` (checked to exist).
 
@@ -56,27 +72,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         RuntimeError: CUDA was asked for but torch sees no CUDA device (a CPU-only torch build, or no GPU).
         ValueError: an unknown device string.
     """
-    if isinstance(device, torch.device):
-        name = str(device)
-    else:
-        name = str(device).strip().lower()
+    name = device_name(device)
+    if name is None:
+        raise ValueError(f"unknown device {device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
         return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(
-                f"device={device!r} was requested but CUDA is not available (torch {torch.__version__}, "
-                f"built with CUDA {torch.version.cuda}); use device='cpu' or 'auto'"
-            )
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"device={device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA device(s)"
-            )
-        return dev
-    raise ValueError(f"unknown device {device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+    if not torch.cuda.is_available():  # "cuda" or "cuda:N"
+        raise RuntimeError(
+            f"device={device!r} was requested but CUDA is not available (torch {torch.__version__}, "
+            f"built with CUDA {torch.version.cuda}); use device='cpu' or 'auto'"
+        )
+    dev = torch.device(name)
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(
+            f"device={device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA device(s)"
+        )
+    return dev
 
 
 def make_adam(params: Iterable[Tensor], lr: float, eps: float = 1e-8) -> torch.optim.Adam:
@@ -189,9 +202,7 @@ def check_config_common(config: Any) -> None:
         raise ValueError(f"{cls}.seed must be a non-negative integer, got {config.seed!r}")
     if "device" in fields:
         d = config.device
-        name = str(d).strip().lower() if isinstance(d, (str, torch.device)) else None
-        if name is None or not (name in ("auto", "cpu", "cuda") or
-                                (name.startswith("cuda:") and name[5:].isdigit())):
+        if device_name(d) is None:
             raise ValueError(f"{cls}.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {d!r}")
     for name, f in fields.items():
         if f.type in ("bool", bool) and not isinstance(getattr(config, name), bool):
@@ -226,7 +237,7 @@ def check_state(owner: str, config: Any, state: Mapping[str, Any], keys: Iterabl
         ValueError: ``state`` is not a mapping, lacks entries, or was saved from a config that differs in
             any field but :data:`PRESENTATION_FIELDS` (naming each field with both values).
     """
-    from meta_rl_lessons.serialization import to_safe
+    from meta_rl_lessons.serialization import config_diff, to_safe
 
     if not isinstance(state, Mapping):
         raise ValueError(f"{owner}.load_state_dict needs the dict {owner}.state_dict() returned, got a "
@@ -236,10 +247,9 @@ def check_state(owner: str, config: Any, state: Mapping[str, Any], keys: Iterabl
         raise ValueError(f"{owner}.load_state_dict: the state has no {missing} (its keys: {sorted(state)}); "
                          f"it is not what {owner}.state_dict() returns")
     mine, theirs = config_state(config), to_safe(dict(state["config"]))
-    absent = "<absent>"
-    differ = [f for f in sorted(set(mine) | set(theirs))
-              if f not in PRESENTATION_FIELDS and mine.get(f, absent) != theirs.get(f, absent)]
+    differ = [f for f in config_diff(theirs, mine) if f not in PRESENTATION_FIELDS]
     if differ:
+        absent = "<absent>"
         fields = "; ".join(f"{f}: {theirs.get(f, absent)!r} in the state, {mine.get(f, absent)!r} here"
                            for f in differ)
         raise ValueError(f"{owner}.load_state_dict: the state was saved with a different "
