@@ -158,6 +158,12 @@ def preset(algorithm: str, budget: str, family: str | None = None) -> dict[str, 
     fields = dict(b.pick(**PRESETS[spec(algorithm).name]))
     if algorithm == "maml" and family in LOCOMOTION and not b.is_smoke:
         fields["meta_batch_size"] = 40
+    if spec(algorithm).name == "rl2" and not b.is_smoke:
+        from meta_rl_lessons.rl2.ppo import FAMILY_RECIPES
+
+        # bandits and tabular MDPs: the recipe of the RL² chapter's study; at `full` the paper's sizes win
+        recipe = FAMILY_RECIPES.get(family, {})
+        fields = {**fields, **recipe} if b.name == "book" else {**recipe, **fields}
     return fields
 
 

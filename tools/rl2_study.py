@@ -1,4 +1,4 @@
-"""What RL² needs at CPU scale: seeded one-factor-at-a-time studies of its recipe (chapter 4, "What mattered").
+"""What RL² needs at CPU scale: seeded one-factor-at-a-time studies of its recipe (chapter 4).
 
 Each study is a setting (a bandit ``(n, k)`` or tabular MDPs with ``n`` episodes), a base recipe, and arms
 that change one thing of it. Every (arm, seed) trains :class:`~meta_rl_lessons.rl2.ppo.RL2Trainer` for the
@@ -73,8 +73,9 @@ def run_one(study: str, arm: str, seed: int, out: Path) -> str:
     trainer.close()
     final = [float(x) for x in np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=4, ndmin=1)
              if np.isfinite(x)]
-    meta = {"study": study, "arm": arm, "seed": seed, "config": json.loads(json.dumps(vars(cfg), default=str)),
-            "final_eval": final[-1], "started": started, "wall_time": time.time() - start, "train_time": trainer.train_time,
+    meta = {"study": study, "arm": arm, "seed": seed,
+            "config": json.loads(json.dumps(vars(cfg), default=str)), "final_eval": final[-1],
+            "started": started, "wall_time": time.time() - start, "train_time": trainer.train_time,
             "provenance": {k: v for k, v in provenance().items() if k in
                            ("command_line", "git", "hostname", "cpu_model", "cpu_count", "python", "versions",
                             "start_time")}}
@@ -130,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         def launch(job: tuple[str, int]) -> str:
             arm, seed = job
             env = {**os.environ, "OMP_NUM_THREADS": "1"}
-            p = subprocess.run([sys.executable, __file__, "one", a.study, arm, str(seed), "--out", str(a.out)],
-                               env=env, capture_output=True, text=True)
+            cmd = [sys.executable, __file__, "one", a.study, arm, str(seed), "--out", str(a.out)]
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True)
             msg = p.stdout.strip() if p.returncode == 0 else f"{arm}-s{seed} FAILED:\n{p.stderr[-2000:]}"
             print(msg, flush=True)
             return msg

@@ -20,7 +20,8 @@ import numpy as np
 
 from meta_rl_lessons.rl2.ppo import RL2Config, bandit_config, mdp_config
 
-__all__ = ["STUDIES", "Study", "StudyError", "StudySpec", "curve_tasks", "load_study", "study_config"]
+__all__ = ["EVAL_TASKS", "STUDIES", "TABLE_ROWS", "Study", "StudyError", "StudySpec", "curve_tasks",
+           "load_study", "study_config", "table_command", "table_result_name"]
 
 #: Where ``tools/rl2_study.py`` writes by default.
 STUDY_DIR = Path(__file__).resolve().parents[2] / "results" / "rl2-study"
@@ -49,13 +50,15 @@ class StudySpec:
 #: The recipe for bandits with n = 100 pulls: 256 trials per iteration (25 600 steps), minibatches of 128
 #: whole trials (a CPU GRU processes a trial about 1.6 times faster in a batch of 128 than of 32), 4 epochs,
 #: Adam at 2e-3 decaying linearly to 0, gamma .99, lambda .95, entropy bonus .01, a GRU of 128.
-BANDIT_BASE: dict[str, Any] = {"num_trials": 256, "num_minibatches": 2, "update_epochs": 4, "hidden_size": 128,
-                               "learning_rate": 2e-3, "anneal_lr": True, "gamma": 0.99, "gae_lambda": 0.95,
-                               "entropy_coef": 0.01}
+BANDIT_BASE: dict[str, Any] = {"num_trials": 256, "num_minibatches": 2, "update_epochs": 4,
+                               "hidden_size": 128, "learning_rate": 2e-3, "anneal_lr": True, "gamma": 0.99,
+                               "gae_lambda": 0.95, "entropy_coef": 0.01}
 
-#: The recipe for tabular MDPs: 512 trials (51 200 steps) per iteration in minibatches of 128 trials.
-MDP_BASE: dict[str, Any] = {"num_trials": 512, "num_minibatches": 4, "update_epochs": 4, "hidden_size": 128,
-                            "learning_rate": 2e-3, "anneal_lr": True, "gamma": 0.8, "gae_lambda": 0.9,
+#: The recipe for tabular MDPs (:data:`~meta_rl_lessons.rl2.ppo.MDP_DEFAULTS` as the study found them):
+#: 512 trials (51 200 steps) per iteration in 8 minibatches of 64 trials, 4 epochs, Adam at 2e-3 (constant),
+#: gamma .8, lambda .9, entropy bonus .01, a GRU of 128.
+MDP_BASE: dict[str, Any] = {"num_trials": 512, "num_minibatches": 8, "update_epochs": 4, "hidden_size": 128,
+                            "learning_rate": 2e-3, "anneal_lr": False, "gamma": 0.8, "gae_lambda": 0.9,
                             "entropy_coef": 0.01}
 
 STUDIES: dict[str, StudySpec] = {
@@ -69,15 +72,15 @@ STUDIES: dict[str, StudySpec] = {
               "lambda-1": {"gae_lambda": 1.0},
               "epochs-8": {"update_epochs": 8},
               "minibatches-8": {"num_minibatches": 8},
-              "bptt-10": {"bptt": 10}}),
+              "bptt-10": {"bptt": 10},
+              # the two changes that helped, together (added after the first nine arms had run)
+              "mb8-epochs8": {"num_minibatches": 8, "update_epochs": 8},
+              "mb8-epochs8-lr-constant": {"num_minibatches": 8, "update_epochs": 8, "anneal_lr": False}}),
     "mdp-n10": StudySpec(
         setting=("mdp", 10), base=MDP_BASE, env_steps=40 * 51_200,
         arms={"base": {},
               "gamma-0.9": {"gamma": 0.9},
-              "gamma-0.99": {"gamma": 0.99, "gae_lambda": 0.95},
-              "hidden-256": {"hidden_size": 256},
-              "trials-2048": {"num_trials": 2048, "num_minibatches": 16},
-              "entropy-0": {"entropy_coef": 0.0}}),
+              "gamma-0.99": {"gamma": 0.99, "gae_lambda": 0.95}}),
 }
 
 
@@ -151,6 +154,23 @@ class Study:
         return out
 
 
+    def provenance(self) -> Any:
+        """The collapsed "How this was made" box of the study's figure and table: the command, the commits
+        and machines the runs were made on, how many runs and when."""
+        from meta_rl_lessons.book import Provenance, _commit_text
+        from meta_rl_lessons.results import machine_summary
+
+        metas = [r.meta for runs in self.runs.values() for r in runs]
+        commits = sorted({_commit_text(m["provenance"].get("git")) for m in metas})
+        machines = sorted({machine_summary(m["provenance"]) for m in metas})
+        dates = sorted(m.get("started", m["provenance"].get("start_time", "")) for m in metas)
+        fields = (("command", f"python tools/rl2_study.py run {self.name} --jobs 2"),
+                  ("runs", f"{len(metas)} finished (arms x seeds), one torch thread each, two at a time"),
+                  ("commit", "; ".join(commits)), ("machine", "; ".join(machines)),
+                  ("dates", f"{dates[0][:16]} to {dates[-1][:16]} UTC"))
+        return Provenance(entries=((f"results/rl2-study/{self.name}", fields),))
+
+
 def load_study(study: str, root: str | Path | None = None) -> Study:
     """The finished runs of ``study`` under ``root`` (default ``results/rl2-study``), in the order of its
     arms; an arm with no finished seed is left out.
@@ -176,3 +196,47 @@ def load_study(study: str, root: str | Path | None = None) -> Study:
         raise StudyError(f"no finished run of study {study!r} in {d} (run `python tools/rl2_study.py run "
                          f"{study}`)")
     return Study(study, spec, runs)
+
+
+# ============================================================================ the paper's tables
+#: Held-out tasks of every table run's ``meta-rl eval`` (drawn from the whole task distribution, seed 10000).
+EVAL_TASKS = 1000
+
+#: One ``meta-rl train rl2 --budget book`` command per row of Duan et al.'s Tables 1 and 2: the environment
+#: and the ``--set`` fields beside the family's recipe (``rl2.ppo.FAMILY_RECIPES``).
+TABLE_ROWS: dict[str, dict[str, Any]] = {
+    "n10k5": {"env": "MetaRL/BernoulliBandit-v0", "paper": ("bandit", 10, 5),
+              "set": {"episodes_per_trial": 10, "num_trials": 1024, "total_iterations": 100}},
+    "n10k10": {"env": "MetaRL/BernoulliBandit-v0", "paper": ("bandit", 10, 10),
+               "set": {"episodes_per_trial": 10, "num_trials": 1024, "total_iterations": 100,
+                       "family_kwargs": {"num_arms": 10, "episode_length": 1}}},
+    "n100k5": {"env": "MetaRL/BernoulliBandit-v0", "paper": ("bandit", 100, 5),
+               "set": {"episodes_per_trial": 100, "total_iterations": 100}},
+    "n100k10": {"env": "MetaRL/BernoulliBandit-v0", "paper": ("bandit", 100, 10),
+                "set": {"episodes_per_trial": 100, "total_iterations": 100,
+                        "family_kwargs": {"num_arms": 10, "episode_length": 1}}},
+    "mdp-n10": {"env": "MetaRL/TabularMDP-v0", "paper": ("mdp", 10),
+                "set": {"episodes_per_trial": 10, "total_iterations": 100}},
+    "mdp-n25": {"env": "MetaRL/TabularMDP-v0", "paper": ("mdp", 25),
+                "set": {"episodes_per_trial": 25, "total_iterations": 60}},
+}
+
+
+def table_result_name(row: str, seed: int) -> str:
+    """``results/`` name of a table run: ``rl2-BernoulliBandit-n100k5-s0``, ``rl2-TabularMDP-n10-s1``."""
+    if row not in TABLE_ROWS:
+        raise StudyError(f"unknown table row {row!r}; allowed: {', '.join(TABLE_ROWS)}")
+    family = TABLE_ROWS[row]["env"].split("/")[1].removesuffix("-v0")
+    return f"rl2-{family}-{row.removeprefix('mdp-')}-s{seed}"
+
+
+def table_command(row: str, seed: int, out: str | None = None) -> list[str]:
+    """The ``meta-rl train`` command line (a list of arguments) of one table row and seed."""
+    if row not in TABLE_ROWS:
+        raise StudyError(f"unknown table row {row!r}; allowed: {', '.join(TABLE_ROWS)}")
+    r = TABLE_ROWS[row]
+    cmd = ["meta-rl", "train", "rl2", "--env", r["env"], "--budget", "book", "--seed", str(seed),
+           "--threads", "1", "--no-progress"]
+    for key, value in r["set"].items():
+        cmd += ["--set", f"{key}={json.dumps(value) if isinstance(value, dict) else value}"]
+    return cmd + (["--out", out] if out else [])
