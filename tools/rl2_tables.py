@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"rl2_tables: unknown row(s) {bad}; allowed: {', '.join(TABLE_ROWS)}", file=sys.stderr)
         return 2
-    jobs = [(r, s) for s in a.seeds for r in a.rows
+    jobs = [(r, s) for r in a.rows for s in a.seeds
             if a.force or not (ROOT / "results" / table_result_name(r, s)).exists()]
     if a.print:
         for r, s in jobs:

@@ -77,7 +77,7 @@ STUDIES: dict[str, StudySpec] = {
               "mb8-epochs8": {"num_minibatches": 8, "update_epochs": 8},
               "mb8-epochs8-lr-constant": {"num_minibatches": 8, "update_epochs": 8, "anneal_lr": False}}),
     "mdp-n10": StudySpec(
-        setting=("mdp", 10), base=MDP_BASE, env_steps=40 * 51_200,
+        setting=("mdp", 10), base=MDP_BASE, env_steps=30 * 51_200,
         arms={"base": {},
               "gamma-0.9": {"gamma": 0.9},
               "gamma-0.99": {"gamma": 0.99, "gae_lambda": 0.95}}),
@@ -211,14 +211,14 @@ TABLE_ROWS: dict[str, dict[str, Any]] = {
                "set": {"episodes_per_trial": 10, "num_trials": 1024, "total_iterations": 100,
                        "family_kwargs": {"num_arms": 10, "episode_length": 1}}},
     "n100k5": {"env": "MetaRL/BernoulliBandit-v0", "paper": ("bandit", 100, 5),
-               "set": {"episodes_per_trial": 100, "total_iterations": 100}},
+               "set": {"episodes_per_trial": 100, "total_iterations": 120}},
     "n100k10": {"env": "MetaRL/BernoulliBandit-v0", "paper": ("bandit", 100, 10),
-                "set": {"episodes_per_trial": 100, "total_iterations": 100,
+                "set": {"episodes_per_trial": 100, "total_iterations": 120,
                         "family_kwargs": {"num_arms": 10, "episode_length": 1}}},
     "mdp-n10": {"env": "MetaRL/TabularMDP-v0", "paper": ("mdp", 10),
                 "set": {"episodes_per_trial": 10, "total_iterations": 100}},
     "mdp-n25": {"env": "MetaRL/TabularMDP-v0", "paper": ("mdp", 25),
-                "set": {"episodes_per_trial": 25, "total_iterations": 60}},
+                "set": {"episodes_per_trial": 25, "total_iterations": 40}},
 }
 
 
