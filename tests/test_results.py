@@ -202,9 +202,20 @@ def test_every_result_is_complete_and_its_command_rebuilds_its_config(name):
 
 
 def test_every_results_subdirectory_is_a_result():
-    """A directory without config.json would be invisible to list_results: it is an error, not a skip."""
+    """A directory without config.json would be invisible to list_results: it is an error, not a skip. The
+    one exception is the RL² recipe study's folder (rl2.study.STUDY_DIR), read by rl2.study.load_study."""
+    from meta_rl_lessons.rl2.study import STUDIES, STUDY_DIR, load_study
+
     dirs = sorted(p.name for p in REPO_RESULTS.iterdir() if p.is_dir() and not p.name.startswith("."))
-    assert dirs == results.list_results(REPO_RESULTS)
+    assert [d for d in dirs if d != STUDY_DIR.name] == results.list_results(REPO_RESULTS)
+    assert STUDY_DIR.parent == REPO_RESULTS
+    studies = sorted(p.name for p in STUDY_DIR.iterdir() if p.is_dir())
+    assert studies == sorted(STUDIES)
+    for name in studies:  # every arm has every seed, and no stray file
+        st = load_study(name)
+        assert {a: len(r) for a, r in st.runs.items()} == {a: len(st.spec.seeds) for a in st.spec.arms}
+        expected = {f"{a}-s{s}.{ext}" for a in st.spec.arms for s in st.spec.seeds for ext in ("csv", "json")}
+        assert {p.name for p in (STUDY_DIR / name).iterdir()} == expected
 
 
 def test_every_chapter_reference_to_results_finds_its_files():

@@ -248,9 +248,9 @@ def test_load_state_dict_refuses_another_config() -> None:
     cfg = bandit_config(4, 2, num_trials=8, num_minibatches=2, hidden_size=8, total_iterations=2)
     state = RL2Trainer(cfg).state_dict()
     other = RL2Trainer(bandit_config(4, 2, num_trials=8, num_minibatches=2, hidden_size=8, total_iterations=2,
-                                     learning_rate=2e-3, log_path=None))
-    with pytest.raises(ValueError, match=r"different RL2Config \(learning_rate: 0.001 in the state, "
-                                         r"0.002 here\)"):
+                                     learning_rate=5e-3, log_path=None))
+    with pytest.raises(ValueError, match=r"different RL2Config \(learning_rate: 0.002 in the state, "
+                                         r"0.005 here\)"):
         other.load_state_dict(state)
     with pytest.raises(ValueError, match=r"has no \['sampler'\]"):
         RL2Trainer(cfg).load_state_dict({k: v for k, v in state.items() if k != "sampler"})
