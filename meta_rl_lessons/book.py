@@ -241,7 +241,9 @@ class Provenance:
         return "\n".join(lines)
 
 
-def _commit_text(git: Mapping[str, Any] | None) -> str:
+def commit_text(git: Mapping[str, Any] | None) -> str:
+    """A provenance record's ``git`` entry as the box shows it: the short commit, and a warning when the
+    checkout had uncommitted changes."""
     if not git or not git.get("commit"):
         return "not made in a git checkout"
     text = str(git["commit"])[:10]
@@ -265,7 +267,7 @@ def result_fields(result: Any) -> tuple[str, tuple[tuple[str, str], ...]]:
         ("command", command),
         ("budget", str(cfg.get("budget"))),
         ("seed", str(cfg.get("seed"))),
-        ("commit", _commit_text(prov.get("git"))),
+        ("commit", commit_text(prov.get("git"))),
         ("machine", machine_summary(prov)),
         ("finished", date),
     )
@@ -643,7 +645,7 @@ class Chapter:
         fields = (
             ("command", self.command),
             ("budget", self.budget),
-            ("commit", _commit_text(git_info())),
+            ("commit", commit_text(git_info())),
             ("machine", machine_summary(machine_info())),
         )
         default = ("Every figure and table on this page without a box of its own was computed by executing "

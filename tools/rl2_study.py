@@ -39,7 +39,6 @@ DEFAULT_OUT = ROOT / "results" / "rl2-study"
 
 def run_one(study: str, arm: str, seed: int, out: Path) -> str:
     """Train one (arm, seed) in this process; write its CSV as it goes and its JSON when finished."""
-    import numpy as np
     import torch
 
     from meta_rl_lessons.rl2.ppo import RL2Trainer
@@ -58,29 +57,29 @@ def run_one(study: str, arm: str, seed: int, out: Path) -> str:
     start = time.time()
     cols = ["iteration", "env_steps", "train_time", "trial_return", "eval_return", "entropy", "approx_kl",
             "explained_variance"]
+    final_eval = float("nan")
     with open(csv_path, "w") as f:
         f.write(",".join(cols) + "\n")
         for _ in range(cfg.total_iterations):
             row = trainer.iteration()
             i = trainer.iterations_done
             if i % spec.eval_every == 0 or i == cfg.total_iterations:
-                row["eval_return"] = float(trainer.evaluate(tasks, seed=3).trial_returns().mean())
+                final_eval = float(trainer.evaluate(tasks, seed=3).trial_returns().mean())
+                row["eval_return"] = final_eval
             else:
                 row["eval_return"] = float("nan")
             f.write(",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in cols)
                     + "\n")
             f.flush()
     trainer.close()
-    final = [float(x) for x in np.loadtxt(csv_path, delimiter=",", skiprows=1, usecols=4, ndmin=1)
-             if np.isfinite(x)]
     meta = {"study": study, "arm": arm, "seed": seed,
-            "config": json.loads(json.dumps(vars(cfg), default=str)), "final_eval": final[-1],
+            "config": json.loads(json.dumps(vars(cfg), default=str)), "final_eval": final_eval,
             "started": started, "wall_time": time.time() - start, "train_time": trainer.train_time,
             "provenance": {k: v for k, v in provenance().items() if k in
                            ("command_line", "git", "hostname", "cpu_model", "cpu_count", "python", "versions",
                             "start_time")}}
     done_path.write_text(json.dumps(meta, indent=1) + "\n")
-    return f"{study}/{arm}-s{seed}: final eval {final[-1]:.2f}, {meta['wall_time']:.0f} s"
+    return f"{study}/{arm}-s{seed}: final eval {final_eval:.2f}, {meta['wall_time']:.0f} s"
 
 
 def main(argv: list[str] | None = None) -> int:

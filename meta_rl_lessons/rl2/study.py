@@ -10,6 +10,7 @@ chapter's curves and table.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -98,9 +99,11 @@ def study_config(study: str, arm: str, seed: int) -> RL2Config:
         raise StudyError(f"unknown arm {arm!r} of {study}; allowed: {', '.join(spec.arms)}")
     fields = {**spec.base, **spec.arms[arm], "seed": seed}
     kind, n, *rest = spec.setting
-    steps_per_trial = n if kind == "bandit" else n * 10
-    fields["total_iterations"] = max(1, spec.env_steps // (fields["num_trials"] * steps_per_trial))
-    return bandit_config(n, rest[0], **fields) if kind == "bandit" else mdp_config(n, **fields)
+    cfg = bandit_config(n, rest[0], **fields) if kind == "bandit" else mdp_config(n, **fields)
+    # steps per trial from the config itself (episodes x the family's episode length), not assumed
+    steps_per_trial = cfg.episodes_per_trial * int(cfg.family_kwargs.get("episode_length", 1))
+    iterations = max(1, spec.env_steps // (cfg.num_trials * steps_per_trial))
+    return dataclasses.replace(cfg, total_iterations=iterations)
 
 
 def curve_tasks(study: str) -> list[Any]:
@@ -157,11 +160,11 @@ class Study:
     def provenance(self) -> Any:
         """The collapsed "How this was made" box of the study's figure and table: the command, the commits
         and machines the runs were made on, how many runs and when."""
-        from meta_rl_lessons.book import Provenance, _commit_text
+        from meta_rl_lessons.book import Provenance, commit_text
         from meta_rl_lessons.results import machine_summary
 
         metas = [r.meta for runs in self.runs.values() for r in runs]
-        commits = sorted({_commit_text(m["provenance"].get("git")) for m in metas})
+        commits = sorted({commit_text(m["provenance"].get("git")) for m in metas})
         machines = sorted({machine_summary(m["provenance"]) for m in metas})
         dates = sorted(m.get("started", m["provenance"].get("start_time", "")) for m in metas)
         fields = (("command", f"python tools/rl2_study.py run {self.name} --jobs 2"),
@@ -222,19 +225,21 @@ TABLE_ROWS: dict[str, dict[str, Any]] = {
 }
 
 
-def table_result_name(row: str, seed: int) -> str:
-    """``results/`` name of a table run: ``rl2-BernoulliBandit-n100k5-s0``, ``rl2-TabularMDP-n10-s1``."""
+def _table_row(row: str) -> dict[str, Any]:
     if row not in TABLE_ROWS:
         raise StudyError(f"unknown table row {row!r}; allowed: {', '.join(TABLE_ROWS)}")
-    family = TABLE_ROWS[row]["env"].split("/")[1].removesuffix("-v0")
+    return TABLE_ROWS[row]
+
+
+def table_result_name(row: str, seed: int) -> str:
+    """``results/`` name of a table run: ``rl2-BernoulliBandit-n100k5-s0``, ``rl2-TabularMDP-n10-s1``."""
+    family = _table_row(row)["env"].split("/")[1].removesuffix("-v0")
     return f"rl2-{family}-{row.removeprefix('mdp-')}-s{seed}"
 
 
 def table_command(row: str, seed: int, out: str | None = None) -> list[str]:
     """The ``meta-rl train`` command line (a list of arguments) of one table row and seed."""
-    if row not in TABLE_ROWS:
-        raise StudyError(f"unknown table row {row!r}; allowed: {', '.join(TABLE_ROWS)}")
-    r = TABLE_ROWS[row]
+    r = _table_row(row)
     cmd = ["meta-rl", "train", "rl2", "--env", r["env"], "--budget", "book", "--seed", str(seed),
            "--threads", "1", "--no-progress"]
     for key, value in r["set"].items():
