@@ -398,6 +398,22 @@ def rebuild_config(command: Sequence[str], recorded: Mapping[str, Any] | None = 
 MOVED_CLASSES: dict[str, str] = {
     "meta_rl_lessons.cli.AdaptiveConfig": "meta_rl_lessons.experiments.AdaptiveConfig"}
 
+#: Config fields whose values name ways of computing the same numbers (equal to float rounding, checked in
+#: the tests named): a recorded run made with one still matches a command that builds another.
+#: ``fvp_method``: the default became ``"analytic"`` (closed-form products, tests/test_maml_curvature.py);
+#: runs recorded before were made with ``"factorized"``.
+EQUIVALENT_VALUES: dict[str, frozenset[str]] = {"fvp_method": frozenset({"analytic", "factorized"})}
+
+
+def _same_setting(key: str, a: Any, b: Any) -> bool:
+    return a == b or (key in EQUIVALENT_VALUES and {a, b} <= EQUIVALENT_VALUES[key])
+
+
+def _same_config(a: Any, b: Any) -> bool:
+    if not (isinstance(a, dict) and isinstance(b, dict)) or a.keys() != b.keys():
+        return a == b
+    return all(_same_setting(k, a[k], b[k]) for k in a)
+
 
 def check_result(name: str, root: str | os.PathLike | None = None) -> list[str]:
     """Everything wrong with result ``name`` (an empty list when it is sound):
@@ -431,11 +447,15 @@ def check_result(name: str, root: str | os.PathLike | None = None) -> list[str]:
         recorded = {**r.config, "config_class": MOVED_CLASSES.get(r.config.get("config_class"),
                                                                    r.config.get("config_class"))}
         for key in keys:
-            if rebuilt.get(key) != recorded.get(key):
+            same = (_same_config if key == "config" else lambda a, b: a == b)(rebuilt.get(key),
+                                                                                recorded.get(key))
+            if not same:
                 diff = rebuilt.get(key), recorded.get(key)
                 if key == "config" and isinstance(diff[0], dict) and isinstance(diff[1], dict):
-                    diff = ({k: v for k, v in diff[0].items() if diff[1].get(k, object()) != v},
-                            {k: v for k, v in diff[1].items() if diff[0].get(k, object()) != v})
+                    diff = ({k: v for k, v in diff[0].items()
+                             if not _same_setting(k, diff[1].get(k, object()), v)},
+                            {k: v for k, v in diff[1].items()
+                             if not _same_setting(k, diff[0].get(k, object()), v)})
                 problems.append(f"{name}: the recorded command builds {key} = {diff[0]!r}, but config.json "
                                 f"has {diff[1]!r}")
     commit = (prov.get("git") or {}).get("commit")

@@ -188,9 +188,9 @@ def _nav_step(module=maml_rl, **overrides):
 
 @pytest.mark.parametrize("alpha", [0.1, 0.5])
 @pytest.mark.parametrize("estimator", maml_rl.ESTIMATORS)
-@pytest.mark.parametrize("variant", [dict(), dict(fvp_method="direct"), dict(first_order=True),
-                                     dict(fvp_method="direct", inner_steps=2)],
-                         ids=["factorized", "direct", "first-order", "two-steps"])
+@pytest.mark.parametrize("variant", [dict(), dict(fvp_method="factorized"), dict(fvp_method="direct"),
+                                     dict(first_order=True), dict(fvp_method="direct", inner_steps=2)],
+                         ids=["analytic", "factorized", "direct", "first-order", "two-steps"])
 def test_trust_region_step_lands_on_the_kl_boundary_to_second_order(estimator, alpha, variant):
     """1/2 s^T H s = delta with H the Hessian of the KL the line search measures (so KL(theta + s) = delta +
     O(|s|^3)); and that KL, by the trainer's own evaluate(), has this curvature: a symmetric second difference
@@ -255,8 +255,14 @@ def test_mutations_of_the_estimator_fail_the_exact_check(monkeypatch, name, old,
 
 def test_mutation_of_the_trust_region_curvature_fails_the_boundary_check():
     """LVC's conjugate gradient with the Hessian through its own inner surrogate (J_lvc^T F J_lvc, the old
-    behaviour): the step no longer lands on the boundary of the KL that the line search measures."""
-    mutant = _mutant('pre_c, post_c, dist_c, c.inner_lr, "maml", False,',
-                     "pre_c, post_c, dist_c, c.inner_lr, c.estimator, c.first_order,")
-    trainer, step, _, hessian = _nav_step(mutant, estimator="lvc", inner_lr=0.5)
+    behaviour of the autograd products), and the closed-form products given the first-order flag (J = I, the
+    curvature of a step nobody deploys): the step no longer lands on the boundary of the KL that the line
+    search measures."""
+    mutant = _mutant('pre_c, post_c, dist_c, c.inner_lr, "maml",\n',
+                     "pre_c, post_c, dist_c, c.inner_lr, c.estimator,\n")
+    trainer, step, _, hessian = _nav_step(mutant, estimator="lvc", inner_lr=0.5, fvp_method="factorized")
+    assert abs(0.5 * float(step @ hessian @ step) / trainer.config.max_kl - 1) > 0.02
+    mutant = _mutant("pre_c, post_c, c.inner_lr, old, False,",
+                     "pre_c, post_c, c.inner_lr, old, c.first_order,")
+    trainer, step, _, hessian = _nav_step(mutant, first_order=True, inner_lr=0.5)
     assert abs(0.5 * float(step @ hessian @ step) / trainer.config.max_kl - 1) > 0.02

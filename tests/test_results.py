@@ -346,3 +346,15 @@ def test_a_stale_readme_index_is_caught(results_root, smoke_run, capsys):
     assert results.readme_with_index(text, results.index_table()) != text
     with pytest.raises(ValueError, match="no index markers"):
         results.readme_with_index("# no markers\n", "")
+
+
+def test_equivalent_settings_match_and_others_do_not():
+    """fvp_method 'factorized' (how the recorded MAML runs were made) and 'analytic' (today's default)
+    compute the same products (tests/test_maml_curvature.py); 'direct' is not declared equivalent here, and
+    no other field is."""
+    a = {"fvp_method": "analytic", "inner_lr": 0.1}
+    assert results._same_config(a, {**a, "fvp_method": "factorized"})
+    assert not results._same_config(a, {**a, "fvp_method": "direct"})
+    assert not results._same_config(a, {**a, "inner_lr": 0.2})
+    assert not results._same_config(a, {"fvp_method": "analytic"})
+    assert not results._same_config({"estimator": "maml"}, {"estimator": "dice"})

@@ -66,6 +66,7 @@ from meta_rl_lessons.batch import EpisodeBatch
 from meta_rl_lessons.envs import MetaBatchSampler, check_family, make_family
 from meta_rl_lessons.envs.base import TaskFamily
 from meta_rl_lessons.envs.batched import single_spaces
+from meta_rl_lessons.maml.curvature import meta_fvp_analytic
 from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_returns, gae
 from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
 from meta_rl_lessons.rl.trpo import apply_step, flat_concat, line_search, trust_region_step, unflatten_like
@@ -110,8 +111,11 @@ Policy = GaussianMLPPolicy | CategoricalMLPPolicy
 
 #: Meta-gradient estimators (see the module docstring).
 ESTIMATORS: tuple[str, ...] = ("maml", "dice", "lvc")
-#: Ways to compute the meta-KL's Hessian-vector products (see :func:`meta_fvp_direct`).
-FVP_METHODS: tuple[str, ...] = ("factorized", "direct")
+#: Ways to compute the meta-KL's Hessian-vector products, all exact: ``"analytic"`` (closed form for MLP
+#: policies, :func:`meta_rl_lessons.maml.curvature.meta_fvp_analytic`), ``"factorized"`` (the same
+#: :math:`J^\top F J` from autograd, :func:`meta_fvp_factorized`), ``"direct"`` (double backprop through
+#: the whole meta-KL, :func:`meta_fvp_direct`; the only one for several inner steps).
+FVP_METHODS: tuple[str, ...] = ("analytic", "factorized", "direct")
 
 
 def check_estimator(estimator: str) -> None:
@@ -507,10 +511,11 @@ class MAMLTRPOConfig:
     """Conjugate-gradient iterations."""
     cg_damping: float = 1e-5
     """Damping added to the meta-KL Hessian."""
-    fvp_method: str = "factorized"
-    """``"factorized"`` (:math:`J^T F J`, eq. meta-kl-hessian) or ``"direct"`` (double backprop)."""
+    fvp_method: str = "analytic"
+    """``"analytic"`` (:math:`J^T F J` in closed form, eq. meta-kl-hessian), ``"factorized"`` (the same from
+    autograd) or ``"direct"`` (double backprop); the same numbers to float rounding (:data:`FVP_METHODS`)."""
     curvature_subsample: float = 1.0
-    """Fraction of each task's episodes used for the Hessian-vector products (factorized only)."""
+    """Fraction of each task's episodes used for the Hessian-vector products (not with ``"direct"``)."""
     backtrack_ratio: float = 0.8
     """Line-search shrink factor."""
     max_backtracks: int = 15
@@ -552,12 +557,12 @@ class MAMLTRPOConfig:
                              f">= 0 (0: step in this process), got {w!r}")
         check_config_common(self)  # hidden_sizes (a tuple now), activation, init_log_std, seed, device, bools
         check_family("MAMLTRPOConfig", self.family, self.family_kwargs)
-        if self.fvp_method == "factorized" and self.inner_steps > 1:
-            raise ValueError(f"MAMLTRPOConfig: fvp_method='factorized' supports inner_steps=1, got "
+        if self.fvp_method != "direct" and self.inner_steps > 1:
+            raise ValueError(f"MAMLTRPOConfig: fvp_method={self.fvp_method!r} supports inner_steps=1, got "
                              f"inner_steps={self.inner_steps}; use fvp_method='direct'")
-        if self.curvature_subsample < 1 and self.fvp_method != "factorized":
+        if self.curvature_subsample < 1 and self.fvp_method == "direct":
             raise ValueError(f"MAMLTRPOConfig: curvature_subsample={self.curvature_subsample!r} < 1 needs "
-                             f"fvp_method='factorized', got {self.fvp_method!r}")
+                             f"fvp_method='analytic' or 'factorized', got 'direct'")
         if self.estimator == "dice" and self.meta_batch_size < 2:
             raise ValueError(f"MAMLTRPOConfig: estimator 'dice' needs meta_batch_size >= 2 (leave-one-task-"
                              f"out baseline), got {self.meta_batch_size}")
@@ -729,8 +734,12 @@ class MAMLTRPO(TrainerBase):
                 post_c = post.subsample(c.curvature_subsample, self.curvature_rng)
                 with torch.no_grad():
                     dist_c = self.policy.per_task(post_c.obs, old)
-            fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, "maml", False,
-                                      c.cg_damping, old)
+            if c.fvp_method == "analytic":
+                fvp = meta_fvp_analytic(self.policy, params, pre_c, post_c, c.inner_lr, old, False,
+                                        c.cg_damping)
+            else:
+                fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, "maml",
+                                          False, c.cg_damping, old)
         full_step = trust_region_step(fvp, g, c.max_kl, c.cg_iters, "MAML-TRPO")
         del fvp
 

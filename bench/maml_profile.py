@@ -1,0 +1,144 @@
+"""Where a MAML-TRPO meta-iteration spends its time: the exact meta-step taken apart (bench/README.md).
+
+Times, per meta-iteration (median over the timed iterations, after one warm-up), each part of
+``MAMLTRPO.iteration`` with exact curvature, by calling the trainer's own pieces in the order it does:
+
+* ``sample``: pre-update episodes, the inner step (graph kept), post-update episodes;
+* ``meta-gradient``: the outer surrogate and its gradient through the inner step;
+* ``curvature setup``: the graphs the Hessian-vector products reuse (inner step again, post-update KL);
+* ``products``: the ``cg_iters + 1`` meta-KL Hessian-vector products (conjugate gradient and the step's
+  length), with the seconds of one product;
+* ``line search``: every step tried (each re-adapts on the pre-update batch and evaluates the post-update
+  surrogate and KL), with the number tried.
+
+Nothing here is a reference value: every figure is measured by this run.
+
+    .venv/bin/python bench/maml_profile.py --task nav --iterations 3
+    .venv/bin/python bench/maml_profile.py --task cheetah --fvp direct
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections import defaultdict
+
+import torch
+
+from meta_rl_lessons.maml.rl import FVP_METHODS, MAMLTRPO, MAMLTRPOConfig
+from meta_rl_lessons.rl.trpo import apply_step, line_search
+from meta_rl_lessons.runs import cpu_model
+
+try:  # run as a script (bench/ on sys.path) or as a module
+    from maml import CONFIGS
+except ImportError:  # pragma: no cover
+    from bench.maml import CONFIGS
+
+
+def profile_iteration(trainer: MAMLTRPO) -> dict[str, float]:
+    """One meta-iteration of ``trainer`` (parameters updated as ``iteration`` would), timed by part."""
+    c = trainer.config
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tasks = trainer.family.sample_tasks(c.meta_batch_size, trainer.task_rng, split="train")
+    sample = trainer.sample_meta_batch(tasks)
+    t["sample"] = time.perf_counter() - t0
+
+    # trust_region_step, with a timer around each part (same calls, same order)
+    products: list[float] = []
+    original = trainer.__class__.meta_gradient
+
+    def timed_meta_gradient(self, s, retain_graph=False):
+        t1 = time.perf_counter()
+        out = original(self, s, retain_graph)
+        t["meta-gradient"] = time.perf_counter() - t1
+        t["_setup_start"] = time.perf_counter()
+        return out
+
+    import meta_rl_lessons.maml.rl as rl_module
+
+    trpo_step = rl_module.trust_region_step
+
+    def timed_trust_region_step(fvp, g, max_kl, cg_iters, what):
+        t["curvature setup"] = time.perf_counter() - t.pop("_setup_start")
+
+        def timed_fvp(v):
+            t2 = time.perf_counter()
+            out = fvp(v)
+            products.append(time.perf_counter() - t2)
+            return out
+
+        return trpo_step(timed_fvp, g, max_kl, cg_iters, what)
+
+    trainer.meta_gradient = timed_meta_gradient.__get__(trainer)
+    rl_module.trust_region_step = timed_trust_region_step
+    try:
+        full_step, evaluate, loss = trainer.trust_region_step(sample)
+    finally:
+        rl_module.trust_region_step = trpo_step
+        del trainer.meta_gradient
+    t["products"] = sum(products)
+    t["products_n"] = len(products)
+    t["one product"] = statistics.median(products)
+
+    tried = []
+
+    def timed_evaluate(step):
+        t3 = time.perf_counter()
+        out = evaluate(step)
+        tried.append(time.perf_counter() - t3)
+        return out
+
+    result = line_search(timed_evaluate, full_step, loss, c.max_kl, None, 0.0, c.backtrack_ratio,
+                         c.max_backtracks)
+    if result.accepted:
+        apply_step(list(trainer.policy.parameters()), result.step)
+    trainer.iterations_done += 1
+    t["line search"] = sum(tried)
+    t["line search_n"] = len(tried)
+    t["total"] = time.perf_counter() - t0
+    return t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--task", choices=sorted(CONFIGS), default="nav")
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations (after one warm-up)")
+    parser.add_argument("--fvp", choices=FVP_METHODS, default="factorized")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    if args.iterations < 1:
+        parser.error(f"--iterations must be >= 1, got {args.iterations}")
+    torch.set_num_threads(args.threads)
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
+          f"{args.threads}, device {args.device}; load average before {os.getloadavg()[0]:.2f}")
+    cfg = MAMLTRPOConfig(**CONFIGS[args.task], fvp_method=args.fvp, device=args.device,
+                         iterations=args.iterations + 1, seed=0)
+    trainer = MAMLTRPO(cfg)
+    profile_iteration(trainer)  # warm-up
+    rows = defaultdict(list)
+    for _ in range(args.iterations):
+        for k, v in profile_iteration(trainer).items():
+            rows[k].append(v)
+    med = {k: statistics.median(v) for k, v in rows.items()}
+    total = med["total"]
+    print(f"{args.task}, fvp {args.fvp}, exact curvature: median of {args.iterations} iterations")
+    for part in ("sample", "meta-gradient", "curvature setup", "products", "line search"):
+        extra = ""
+        if part == "products":
+            extra = f"  ({med['products_n']:.0f} products, {med['one product'] * 1e3:.0f} ms each)"
+        if part == "line search":
+            extra = f"  ({med['line search_n']:.0f} steps tried)"
+        print(f"  {part:16s} {med[part]:7.3f} s  {100 * med[part] / total:5.1f}%{extra}")
+    other = total - sum(med[p] for p in ("sample", "meta-gradient", "curvature setup", "products",
+                                         "line search"))
+    print(f"  {'other':16s} {other:7.3f} s  {100 * other / total:5.1f}%")
+    print(f"  {'total':16s} {total:7.3f} s; load average after {os.getloadavg()[0]:.2f}")
+    trainer.close()
+
+
+if __name__ == "__main__":
+    main()
