@@ -1,6 +1,6 @@
 """Where a MAML-TRPO meta-iteration spends its time: the exact meta-step taken apart (bench/README.md).
 
-Times, per meta-iteration (median over the timed iterations, after one warm-up), each part of
+Times, per meta-iteration (mean over the timed iterations, after one warm-up), each part of
 ``MAMLTRPO.iteration`` with exact curvature, by calling the trainer's own pieces in the order it does:
 
 * ``sample``: pre-update episodes, the inner step (graph kept), post-update episodes;
@@ -106,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=sorted(CONFIGS), default="nav")
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations (after one warm-up)")
-    parser.add_argument("--fvp", choices=FVP_METHODS, default="factorized")
+    parser.add_argument("--fvp", choices=FVP_METHODS, default="analytic")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -123,9 +123,9 @@ def main() -> None:
     for _ in range(args.iterations):
         for k, v in profile_iteration(trainer).items():
             rows[k].append(v)
-    med = {k: statistics.median(v) for k, v in rows.items()}
+    med = {k: statistics.fmean(v) for k, v in rows.items()}  # means, so that the parts add up
     total = med["total"]
-    print(f"{args.task}, fvp {args.fvp}, exact curvature: median of {args.iterations} iterations")
+    print(f"{args.task}, fvp {args.fvp}, exact curvature: mean of {args.iterations} iterations")
     for part in ("sample", "meta-gradient", "curvature setup", "products", "line search"):
         extra = ""
         if part == "products":

@@ -3,10 +3,12 @@
 Prints, in env-steps per second:
 
 1. the MuJoCo physics limit: raw ``mujoco.mj_step`` on one ``MjData`` (C loop, no Python per step),
-   divided by the frame skip, times the number of cores (threads or processes) a sampler uses; the limit
-   is measured before the other figures and again after each sampler run (their mean is used), and the
-   load average is printed, because a shared machine makes every figure move; env-steps per CPU-second
-   (all threads and worker processes counted), which load disturbs much less, are printed too;
+   divided by the frame skip, run in as many processes at once as the cores a sampler uses, their rates
+   summed (measured, not one core's rate times the cores: two processes on two cores share caches and
+   memory bandwidth, and reach less than twice one core's rate); the limit is measured before the other
+   figures and again after each sampler run (their mean is used), and the load average is printed, because
+   a shared machine makes every figure move; env-steps per CPU-second (all threads and worker processes
+   counted), which load disturbs much less, are printed too;
 2. gymnasium's own vector envs (``SyncVectorEnv`` and ``AsyncVectorEnv``) with a random policy;
 3. this package's ``MetaBatchSampler`` with a 64x64 tanh ``GaussianMLPPolicy`` in the loop (one batched
    policy call per step), stepping in-process (1 or 2 threads) or in 2 worker processes, as env-steps/s
@@ -24,6 +26,7 @@ check; ``--warp-only`` prints only the Warp rows, as ``bench/gpu_check.sh`` does
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
 import time
@@ -35,6 +38,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import meta_rl_lessons.envs as envs
+from meta_rl_lessons.memory import keep_freed_memory
 from meta_rl_lessons.rl.policies import GaussianMLPPolicy
 
 
@@ -56,6 +60,15 @@ def physics_rate(name: str, seconds: float = 1.5, clock=time.perf_counter) -> fl
         spent += clock() - t
         steps += 500
     return steps / spent / fs
+
+
+def physics_limit(name: str, cores: int, seconds: float = 1.5) -> float:
+    """Env-steps/s of raw ``mj_step`` in ``cores`` processes running at the same time, summed: the physics
+    limit of a sampler that uses that many cores."""
+    if cores <= 1:
+        return physics_rate(name, seconds)
+    with multiprocessing.get_context("fork").Pool(cores) as pool:
+        return float(sum(pool.starmap(physics_rate, [(name, seconds)] * cores)))
 
 
 def gym_vector_rate(env_id: str, num_envs: int, mode: str, steps: int) -> float:
@@ -168,6 +181,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small batches, for a fast check")
     parser.add_argument("--warp-only", action="store_true", help="only the MuJoCo Warp rows")
     args = parser.parse_args()
+    keep_freed_memory()  # as the command line does (meta_rl_lessons.memory)
     q = args.quick
     cores = os.cpu_count() or 1
     print(f"machine: {platform.processor() or platform.machine()}, {cores} cores; torch {torch.__version__} "
@@ -184,9 +198,14 @@ def main() -> None:
             K, E, H = 4, 5, 50
         one_core = physics_rate(name)
         per_cpu = physics_rate(name, clock=time.process_time)
+        two = min(2, cores)
+        limits = {1: one_core, two: physics_limit(name, two)}
         print(f"\n== {name}  (meta-batch {K} tasks x {E} episodes x horizon {H})")
-        print(f"physics limit, raw mj_step / frame skip: {one_core:10,.0f} env-steps/s per core "
+        print(f"physics limit, raw mj_step / frame skip: {one_core:10,.0f} env-steps/s on one core "
               f"({per_cpu:,.0f} per CPU-second)")
+        if two > 1:
+            print(f"physics limit, {two} raw processes at once: {limits[two]:10,.0f} env-steps/s "
+                  f"= {limits[two] / (two * one_core):.0%} of {two} x one core")
         gid = envs.make_family(name).env_id
         n_sync = 8 if q else 40
         r = gym_vector_rate(gid, n_sync, "sync", 20 if q else 100)
@@ -194,17 +213,16 @@ def main() -> None:
               f"= {r / one_core:5.1%} of the 1-core limit")
         n_async = 2 if q else 8
         r = gym_vector_rate(gid, n_async, "async", 20 if q else 200)
-        used = min(n_async, cores)
         print(f"gymnasium AsyncVectorEnv ({n_async:3d} procs, random actions): {r:10,.0f} env-steps/s "
-              f"= {r / (one_core * used):5.1%} of the {used}-core limit")
-        two = min(2, cores)
+              f"= {r / limits[two]:5.1%} of the {two}-core limit")
         for label, workers, threads, used in [("in-process, 1 thread  ", 0, 1, 1),
                                               (f"in-process, {two} threads ", 0, two, two),
                                               (f"{two} worker processes   ", two, 1, two)]:
             rate, dt, startup, cpu_rate = sampler_rate(name, K, E, H, workers, threads, repeats=1 if q else 2)
-            limit = (one_core + physics_rate(name, 1.0)) / 2  # re-measured: the machine may be shared
+            # re-measured after the run (the machine may be shared): the mean of before and after
+            limit = (limits[used] + physics_limit(name, used, 1.0)) / 2
             print(f"MetaBatchSampler + MLP policy, {label}: {rate:10,.0f} env-steps/s "
-                  f"= {rate / (limit * used):5.1%} of the {used}-core limit "
+                  f"= {rate / limit:5.1%} of the {used}-core limit "
                   f"({dt:.2f} s per meta-batch; start-up {startup:.1f} s); "
                   f"{cpu_rate:,.0f} per CPU-second = {cpu_rate / per_cpu:.0%} of raw physics")
 

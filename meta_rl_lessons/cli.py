@@ -41,6 +41,7 @@ from typing import Any
 from meta_rl_lessons import experiments as ex
 from meta_rl_lessons import runs
 from meta_rl_lessons.budget import NAMES as BUDGETS
+from meta_rl_lessons.memory import keep_freed_memory
 from meta_rl_lessons.serialization import CheckpointError
 
 __all__ = ["CLIError", "EXIT_INTERRUPTED", "TIMING_COLUMNS", "build_parser", "main"]
@@ -554,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(raw)
     args.argv = ["meta-rl", *raw]
+    keep_freed_memory()  # reuse freed tensor memory (meta_rl_lessons.memory): numbers are unchanged
     format_warning = warnings.formatwarning
     # a warning is a sentence for the user (an inexact resume, say), not a source location
     warnings.formatwarning = lambda message, *_, **__: f"meta-rl: warning: {message}\n"

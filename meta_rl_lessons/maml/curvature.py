@@ -164,14 +164,17 @@ class StackedMLP:
         self.layout = layout
         K = obs.shape[0]
         ex = lambda t, d: t if t.dim() == d + 1 else t.unsqueeze(0).expand(K, *t.shape)  # noqa: E731
-        self.W = [ex(params[n].detach(), 2) for n in layout.weights]
+        # contiguous copies, W and W^T, made once: MKL's batched kernel is slower on a transposed view or
+        # a batch of stride 0 (shared parameters expanded to K tasks) than on a plain array
+        self.W = [ex(params[n].detach(), 2).contiguous() for n in layout.weights]
+        self.Wt = [W.transpose(1, 2).contiguous() for W in self.W]
         self.b = [ex(params[n].detach(), 1) for n in layout.biases]
         self.log_std = None if layout.log_std is None else ex(params[layout.log_std].detach(), 1)
         x = obs.to(self.W[0].dtype)
         self.inputs = [x]  # x_0 .. x_{L-1}: the input of every Linear
         self.slopes: list[Tensor] = []  # phi'(z_l) of every hidden layer
-        for W, b in zip(self.W[:-1], self.b[:-1], strict=True):
-            z = torch.baddbmm(b.unsqueeze(1), x, W.transpose(1, 2))
+        for Wt, b in zip(self.Wt[:-1], self.b[:-1], strict=True):
+            z = torch.bmm(x, Wt).add_(b.unsqueeze(1))
             if layout.activation == "tanh":
                 x = torch.tanh(z)
                 self.slopes.append(1.0 - x * x)
@@ -179,7 +182,7 @@ class StackedMLP:
                 x = torch.relu(z)
                 self.slopes.append((z > 0).to(z.dtype))
             self.inputs.append(x)
-        self.out = torch.baddbmm(self.b[-1].unsqueeze(1), x, self.W[-1].transpose(1, 2))  # [K, M, A]
+        self.out = torch.bmm(x, self.Wt[-1]).add_(self.b[-1].unsqueeze(1))  # [K, M, A]
 
     # -- first order --------------------------------------------------------------------------------
     def jvp(self, dW: list[Tensor], db: list[Tensor]) -> tuple[Tensor, list[Tensor], list[Tensor]]:
@@ -187,10 +190,10 @@ class StackedMLP:
         inputs)`` for the weight and bias tangents ``dW[l] [K, out, in]``, ``db[l] [K, out]``."""
         x_dot: list[Tensor | None] = [None]
         z_dots = []
-        for i, (W, x) in enumerate(zip(self.W, self.inputs, strict=True)):
-            z_dot = torch.baddbmm(db[i].unsqueeze(1), x, dW[i].transpose(1, 2))
+        for i, (Wt, x) in enumerate(zip(self.Wt, self.inputs, strict=True)):
+            z_dot = torch.bmm(x, dW[i].transpose(1, 2).contiguous()).add_(db[i].unsqueeze(1))
             if x_dot[i] is not None:
-                z_dot = z_dot.baddbmm_(x_dot[i], W.transpose(1, 2))
+                z_dot = z_dot.baddbmm_(x_dot[i], Wt)
             if i < len(self.slopes):
                 z_dots.append(z_dot)
                 x_dot.append(self.slopes[i] * z_dot)
@@ -207,7 +210,7 @@ class StackedMLP:
             gW[i] = _weight_grad(delta, self.inputs[i])
             gb[i] = delta.sum(1)
             if i > 0:
-                delta = torch.bmm(delta, self.W[i]) * self.slopes[i - 1]
+                delta = torch.bmm(delta, self.W[i]).mul_(self.slopes[i - 1])
         return gW, gb
 
 
@@ -247,11 +250,11 @@ class InnerLossHessian:
             if x_dots[i] is not None:
                 hW[i] = hW[i] + _weight_grad(self.deltas[i], x_dots[i])
             hb[i] = delta_dot.sum(1)
-            if i > 0:
-                e_dot = torch.bmm(delta_dot, net.W[i]).baddbmm_(self.deltas[i], dW[i])
-                delta_dot = e_dot * net.slopes[i - 1]
+            if i > 0:  # in place: a fresh 10 MB tensor per operation costs more than the operation
+                delta_dot = torch.bmm(delta_dot, net.W[i]).baddbmm_(self.deltas[i], dW[i])
+                delta_dot.mul_(net.slopes[i - 1])
                 if self.curv[i - 1] is not None:
-                    delta_dot = delta_dot + self.curv[i - 1] * z_dots[i - 1]
+                    delta_dot.addcmul_(self.curv[i - 1], z_dots[i - 1])
         h_rho = None if self.loss.log_std_hvp is None else self.loss.log_std_hvp(out_dot, d_log_std)
         return hW, hb, h_rho
 

@@ -67,6 +67,7 @@ from meta_rl_lessons.envs import MetaBatchSampler, check_family, make_family
 from meta_rl_lessons.envs.base import TaskFamily
 from meta_rl_lessons.envs.batched import single_spaces
 from meta_rl_lessons.maml.curvature import meta_fvp_analytic
+from meta_rl_lessons.memory import keep_freed_memory
 from meta_rl_lessons.rl.advantages import LinearFeatureBaseline, discounted_returns, gae
 from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy, make_policy
 from meta_rl_lessons.rl.trpo import apply_step, flat_concat, line_search, trust_region_step, unflatten_like
@@ -608,6 +609,7 @@ class MAMLTRPO(TrainerBase):
 
     def __init__(self, config: MAMLTRPOConfig, family: TaskFamily | None = None) -> None:
         self.config = c = config
+        keep_freed_memory()  # the meta-step allocates many large intermediates (meta_rl_lessons.memory)
         set_seed(c.seed)
         self.device = resolve_device(c.device)
         self.family = family if family is not None else make_family(c.family, **c.family_kwargs)
