@@ -62,9 +62,12 @@ run)
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
         "$PY" -c "import torch, warp; print('torch', torch.__version__, 'cuda', torch.version.cuda, '| warp', warp.__version__)"
         echo "## GPU tests"
-        timeout $((budget / 4)) "$PY" -m pytest -q -p no:cacheprovider tests/test_envs_warp.py -k "gpu or cuda" 2>&1 | tail -5 || true
+        timeout $((budget / 5)) "$PY" -m pytest -q -p no:cacheprovider tests/test_envs_warp.py \
+            tests/test_maml_curvature.py -k "gpu or cuda" 2>&1 | tail -5 || true
         echo "## sampler (Warp rows)"
-        timeout $((budget / 3)) "$PY" bench/sampler.py --warp-only 2>&1 | grep -v "^Warp CUDA warning" || true
+        timeout $((budget / 4)) "$PY" bench/sampler.py --warp-only 2>&1 | grep -v "^Warp CUDA warning" || true
+        echo "## MAML-TRPO 2D navigation on the GPU, exact curvature, the meta-step taken apart"
+        timeout $((budget / 8)) "$PY" bench/maml_profile.py --task nav --iterations 2 --device cuda 2>&1 || true
         echo "## MAML-TRPO HalfCheetahDir, paper configuration (40 tasks x 20 episodes x 200 steps), 20 iterations"
         timeout $((budget / 3)) "$PY" - <<'PY' 2>&1 || true
 import time

@@ -67,6 +67,8 @@ def profile_iteration(trainer: MAMLTRPO) -> dict[str, float]:
         def timed_fvp(v):
             t2 = time.perf_counter()
             out = fvp(v)
+            if out.is_cuda:  # kernels run asynchronously: wait for them, or the time lands elsewhere
+                torch.cuda.synchronize(out.device)
             products.append(time.perf_counter() - t2)
             return out
 
