@@ -410,6 +410,7 @@ def _same_setting(key: str, a: Any, b: Any) -> bool:
 
 
 def _same_config(a: Any, b: Any) -> bool:
+    """``a == b``, except that in two dicts with the same keys equivalent values count as equal."""
     if not (isinstance(a, dict) and isinstance(b, dict)) or a.keys() != b.keys():
         return a == b
     return all(_same_setting(k, a[k], b[k]) for k in a)
@@ -447,9 +448,7 @@ def check_result(name: str, root: str | os.PathLike | None = None) -> list[str]:
         recorded = {**r.config, "config_class": MOVED_CLASSES.get(r.config.get("config_class"),
                                                                    r.config.get("config_class"))}
         for key in keys:
-            same = (_same_config if key == "config" else lambda a, b: a == b)(rebuilt.get(key),
-                                                                                recorded.get(key))
-            if not same:
+            if not _same_config(rebuilt.get(key), recorded.get(key)):
                 diff = rebuilt.get(key), recorded.get(key)
                 if key == "config" and isinstance(diff[0], dict) and isinstance(diff[1], dict):
                     diff = ({k: v for k, v in diff[0].items()

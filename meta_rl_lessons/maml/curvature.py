@@ -126,18 +126,19 @@ def _gaussian_inner(mean: Tensor, log_std: Tensor, actions: Tensor, w: Tensor) -
     return OutputCurvature(grad, hess, log_std_hvp)
 
 
+def _softmax_hessian(p: Tensor, w3: Tensor, z_dot: Tensor) -> Tensor:
+    """``w (diag p - p p^T) z_dot`` per step: the Hessian in the logits of ``-log softmax(z)_a`` and of
+    ``KL(p || softmax(z))`` at ``softmax(z) = p``."""
+    pz = p * z_dot
+    return w3 * (pz - p * pz.sum(-1, keepdim=True))
+
+
 def _categorical_inner(logits: Tensor, actions: Tensor, w: Tensor) -> OutputCurvature:
     # l = -w log softmax(z)_a:  dl/dz = w (p - onehot(a)),  d2l/dz2 = w (diag p - p p^T)
     p = torch.softmax(logits, -1)
     onehot = torch.nn.functional.one_hot(actions.long(), p.shape[-1]).to(p.dtype)
     w3 = w.unsqueeze(-1)
-    grad = w3 * (p - onehot)
-
-    def hess(z_dot: Tensor, _rho: Tensor | None) -> Tensor:
-        pz = p * z_dot
-        return w3 * (pz - p * pz.sum(-1, keepdim=True))
-
-    return OutputCurvature(grad, hess, None)
+    return OutputCurvature(w3 * (p - onehot), lambda z_dot, _rho: _softmax_hessian(p, w3, z_dot), None)
 
 
 # ============================================================================ a stacked MLP with its cache
@@ -273,12 +274,7 @@ class PostUpdateFisher:
             self.rho_weight = 2.0 * step_weights.sum(1, keepdim=True)  # d2/drho2 = 2 per step
         else:
             p = torch.softmax(net.out, -1)
-
-            def metric(z_dot: Tensor) -> Tensor:
-                pz = p * z_dot
-                return w3 * (pz - p * pz.sum(-1, keepdim=True))
-
-            self.metric = metric
+            self.metric = lambda z_dot: _softmax_hessian(p, w3, z_dot)
             self.rho_weight = None
 
     def __call__(self, dW: list[Tensor], db: list[Tensor], d_log_std: Tensor | None

@@ -730,16 +730,18 @@ class MAMLTRPO(TrainerBase):
             deployed = adapted if own_graph else adapt_steps(self.policy, params, pres, c.inner_lr, "maml")[0]
             fvp = meta_fvp_direct(lambda: mean_kl(self.policy, deployed, post, old_dist), theta, c.cg_damping)
         else:
-            pre_c, post_c, dist_c = pres[0], post, old_dist
+            pre_c, post_c = pres[0], post
             if c.curvature_subsample < 1:
                 pre_c = pres[0].subsample(c.curvature_subsample, self.curvature_rng)
                 post_c = post.subsample(c.curvature_subsample, self.curvature_rng)
-                with torch.no_grad():
-                    dist_c = self.policy.per_task(post_c.obs, old)
-            if c.fvp_method == "analytic":
+            if c.fvp_method == "analytic":  # F from the old adapted parameters themselves
                 fvp = meta_fvp_analytic(self.policy, params, pre_c, post_c, c.inner_lr, old, False,
                                         c.cg_damping)
             else:
+                dist_c = old_dist
+                if post_c is not post:
+                    with torch.no_grad():
+                        dist_c = self.policy.per_task(post_c.obs, old)
                 fvp = meta_fvp_factorized(self.policy, params, pre_c, post_c, dist_c, c.inner_lr, "maml",
                                           False, c.cg_damping, old)
         full_step = trust_region_step(fvp, g, c.max_kl, c.cg_iters, "MAML-TRPO")
