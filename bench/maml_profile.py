@@ -11,10 +11,19 @@ Times, per meta-iteration (mean over the timed iterations, after one warm-up), e
 * ``line search``: every step tried (each re-adapts on the pre-update batch and evaluates the post-update
   surrogate and KL), with the number tried.
 
+With ``--floor`` it also takes one closed-form product (``fvp_method="analytic"``) apart: every batched
+matrix product it calls is recorded (shapes and FLOPs, counted from the calls, not by hand), then the same
+matrix products are replayed alone on fresh tensors of those shapes and timed: the product's arithmetic
+at this machine's measured matrix-product rate, a floor for the product that no rearrangement of the
+elementwise work can go below. With ``--chunks N ...`` it times one product at each number of tasks per
+chunk (``meta_fvp_analytic(tasks_per_chunk=N)``, 0: the whole meta-batch at once), checking that the
+result does not change.
+
 Nothing here is a reference value: every figure is measured by this run.
 
     .venv/bin/python bench/maml_profile.py --task nav --iterations 3
     .venv/bin/python bench/maml_profile.py --task cheetah --fvp direct
+    .venv/bin/python bench/maml_profile.py --task cheetah --threads 2 --iterations 1 --floor --chunks 0 8 4
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ import time
 from collections import defaultdict
 
 import torch
+from torch.overrides import TorchFunctionMode
 
+from meta_rl_lessons.maml.curvature import meta_fvp_analytic
 from meta_rl_lessons.maml.rl import FVP_METHODS, MAMLTRPO, MAMLTRPOConfig
 from meta_rl_lessons.rl.trpo import apply_step, line_search
 from meta_rl_lessons.runs import cpu_model
@@ -104,6 +115,86 @@ def profile_iteration(trainer: MAMLTRPO) -> dict[str, float]:
     return t
 
 
+class _RecordMatmuls(TorchFunctionMode):
+    """Records the operand shapes of every ``bmm``/``baddbmm`` called inside the ``with`` block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("bmm", "baddbmm", "baddbmm_"):
+            a, b = (args[0], args[1]) if name == "bmm" else (args[1], args[2])
+            self.shapes.append((tuple(a.shape), tuple(b.shape)))
+        return func(*args, **(kwargs or {}))
+
+
+def _product_setup(trainer: MAMLTRPO):
+    """A meta-batch sampled by ``trainer`` and what a closed-form product needs (not timed)."""
+    c = trainer.config
+    tasks = trainer.family.sample_tasks(c.meta_batch_size, trainer.task_rng, split="train")
+    sample = trainer.sample_meta_batch(tasks)
+    mg = trainer.meta_gradient(sample)
+    params = dict(trainer.policy.named_parameters())
+    v = torch.randn(mg["g"].shape, generator=torch.Generator().manual_seed(0)).to(mg["g"].device)
+    return params, sample["pre"][0], sample["post"], mg["old"], v
+
+
+def _median_time(fn, repeats: int = 5) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def product_floor(trainer: MAMLTRPO) -> None:
+    """Print one closed-form product's matrix products (count, GFLOP) and their time alone vs the product."""
+    params, pre, post, old, v = _product_setup(trainer)
+    c = trainer.config
+    fvp = meta_fvp_analytic(trainer.policy, params, pre, post, c.inner_lr, old, False, c.cg_damping)
+    recorder = _RecordMatmuls()
+    with recorder:
+        fvp(v)
+    flops = sum(2 * a[0] * a[1] * a[2] * b[2] for a, b in recorder.shapes)
+    product_s = _median_time(lambda: fvp(v))
+    device = v.device
+    operands = [(torch.randn(a, device=device), torch.randn(b, device=device)) for a, b in recorder.shapes]
+
+    def matmuls_alone():
+        for a, b in operands:
+            torch.bmm(a, b)
+        if v.is_cuda:
+            torch.cuda.synchronize(v.device)
+
+    alone_s = _median_time(matmuls_alone)
+    n = c.cg_iters + 1
+    print(f"one closed-form product: {len(recorder.shapes)} batched matrix products, {flops / 1e9:.2f} GFLOP;"
+          f" the product {product_s * 1e3:.0f} ms, its matrix products alone {alone_s * 1e3:.0f} ms "
+          f"({flops / alone_s / 1e9:.0f} GFLOP/s)")
+    print(f"  floor of the {n} products of a meta-iteration at this rate: {n * alone_s:.2f} s "
+          f"(they take {n * product_s:.2f} s)")
+
+
+def chunk_times(trainer: MAMLTRPO, chunks: list[int]) -> None:
+    """Print one closed-form product's time at each number of tasks per chunk (0: all tasks at once)."""
+    params, pre, post, old, v = _product_setup(trainer)
+    c = trainer.config
+    reference = None
+    for n in chunks:
+        fvp = meta_fvp_analytic(trainer.policy, params, pre, post, c.inner_lr, old, False, c.cg_damping,
+                                tasks_per_chunk=n or pre.num_tasks)
+        seconds = _median_time(lambda f=fvp: f(v))
+        out = fvp(v)
+        reference = out if reference is None else reference
+        diff = float((out - reference).abs().max() / reference.abs().max())
+        print(f"  tasks per chunk {n or pre.num_tasks:3d}: {seconds * 1e3:6.1f} ms per product "
+              f"(max relative difference to the first: {diff:.1e})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--task", choices=sorted(CONFIGS), default="nav")
@@ -111,9 +202,16 @@ def main() -> None:
     parser.add_argument("--fvp", choices=FVP_METHODS, default="analytic")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--floor", action="store_true",
+                        help="also time a closed-form product's matrix products alone (its floor)")
+    parser.add_argument("--chunks", type=int, nargs="+", default=[],
+                        help="also time a closed-form product at these tasks per chunk (0: all at once)")
     args = parser.parse_args()
     if args.iterations < 1:
         parser.error(f"--iterations must be >= 1, got {args.iterations}")
+    bad = [n for n in args.chunks if n < 0]
+    if bad:
+        parser.error(f"--chunks takes tasks per chunk >= 0 (0: all tasks at once), got {bad[0]}")
     torch.set_num_threads(args.threads)
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, threads "
           f"{args.threads}, device {args.device}; load average before {os.getloadavg()[0]:.2f}")
@@ -139,6 +237,10 @@ def main() -> None:
                                          "line search"))
     print(f"  {'other':16s} {other:7.3f} s  {100 * other / total:5.1f}%")
     print(f"  {'total':16s} {total:7.3f} s; load average after {os.getloadavg()[0]:.2f}")
+    if args.floor:
+        product_floor(trainer)
+    if args.chunks:
+        chunk_times(trainer, args.chunks)
     trainer.close()
 
 

@@ -55,8 +55,10 @@ def _old(policy, params, pre, post):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(PROBLEMS))
 @pytest.mark.parametrize("first_order", [False, True])
-def test_analytic_product_equals_the_full_hessian_of_the_meta_kl(device, name, first_order):
-    trainer, pre, post = _problem(name, device)
+@pytest.mark.parametrize("tasks_per_chunk", [1, None, 5])
+def test_analytic_product_equals_the_full_hessian_of_the_meta_kl(device, name, first_order, tasks_per_chunk):
+    """Five tasks, so that chunks of 1, the default (2: chunks of 2, 2 and 1) and 5 tasks all occur."""
+    trainer, pre, post = _problem(name, device, num_tasks=5)
     policy = trainer.policy
     params = dict(policy.named_parameters())
     names, theta = list(params), list(params.values())
@@ -69,7 +71,8 @@ def test_analytic_product_equals_the_full_hessian_of_the_meta_kl(device, name, f
 
     flat0 = flat_concat([t.detach() for t in theta])
     hessian = torch.autograd.functional.hessian(kl_of_flat, flat0)
-    analytic = meta_fvp_analytic(policy, params, pre, post, 0.1, old, first_order, damping=0.25)
+    analytic = meta_fvp_analytic(policy, params, pre, post, 0.1, old, first_order, damping=0.25,
+                                 tasks_per_chunk=tasks_per_chunk)
     for seed in range(3):
         v = torch.randn(flat0.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
         v = v.to(flat0.device)
@@ -144,3 +147,11 @@ def test_layouts_and_refusals():
     with pytest.raises(TypeError, match=r"one tanh or ReLU activation between them, got \['Linear', "
                                         r"'Sigmoid', 'Linear', 'Tanh', 'Linear'\]"):
         mlp_layout(policy)
+
+
+def test_chunks_of_tasks_must_be_positive():
+    trainer, pre, post = _problem("gaussian-tanh")
+    params = dict(trainer.policy.named_parameters())
+    old, _ = _old(trainer.policy, params, pre, post)
+    with pytest.raises(ValueError, match="tasks_per_chunk must be a positive number of tasks, got 0"):
+        meta_fvp_analytic(trainer.policy, params, pre, post, 0.1, old, tasks_per_chunk=0)
