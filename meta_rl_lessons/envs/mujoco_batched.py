@@ -104,7 +104,9 @@ def _buffer_shapes(n: int, model: mujoco.MjModel, is_ant: bool) -> dict[str, tup
     return {
         "ctrl": (n, nu), "qpos": (n, nq), "qvel": (n, nv), "xy": (n, 2),
         "contact": (n, model.nbody if is_ant else 0, 6),
-        "active": (n,), "reset_flag": (n,), "reset_qpos": (n, nq), "reset_qvel": (n, nv),
+        # one row of "active" per command slot: slot 0 for step(), slots 0 and 1 for the two groups of
+        # copies of step_begin()/step_end(), which can be in flight at the same time
+        "active": (2, n), "reset_flag": (n,), "reset_qpos": (n, nq), "reset_qvel": (n, nv),
     }
 
 
@@ -168,8 +170,8 @@ def _worker_main(conn, family, env_kwargs, lo, hi, raws, shapes) -> None:  # pra
         if cmd == "close":
             return
         try:
-            if cmd == "step":
-                idx = lo + np.flatnonzero(buf["active"][lo:hi])
+            if cmd in ("step", "step1"):
+                idx = lo + np.flatnonzero(buf["active"][int(cmd == "step1"), lo:hi])
                 _step_copies(model, datas, lo, idx.tolist(), buf, fs, is_ant)
             elif cmd == "reset":
                 idx = lo + np.flatnonzero(buf["reset_flag"][lo:hi])
@@ -229,6 +231,7 @@ class BatchedMujocoEnv:
         self._conns: list[Any] = []
         self._broken: str | None = None
         self._worker_cpu: dict[int, float] = {}
+        self._in_flight: list[tuple[int, np.ndarray]] = []  # (slot, rows) of step_begin, oldest first
         cores = os.cpu_count() or 1
         if num_workers is None:
             num_workers = min(cores, 8) if cores > 1 and self.n >= 64 else 0
@@ -262,6 +265,10 @@ class BatchedMujocoEnv:
         self.qpos, self.qvel, self.xy = self._buf["qpos"], self._buf["qvel"], self._buf["xy"]
         self.contact = self._buf["contact"] if self.is_ant else None
         self._ctrl = self._buf["ctrl"]
+        self._xy_before = np.zeros_like(self.xy)
+        #: ``step_begin``/``step_end`` overlap the physics of one group of copies with the caller's work on
+        #: another (worker processes only: in-process physics would run in the caller's own time).
+        self.pipelines = self.num_workers > 0
 
     def worker_cpu_seconds(self) -> float:
         """CPU seconds used so far by the worker processes (0 without workers), for benchmarks."""
@@ -363,6 +370,13 @@ class BatchedMujocoEnv:
         raise kind(message)
 
     def _call(self, cmd: str) -> None:
+        if self._in_flight:
+            raise RuntimeError(f"BatchedMujocoEnv: {cmd!r} while group steps are in flight (slots "
+                               f"{[slot for slot, _ in self._in_flight]}); call step_end() for each first")
+        self._send(cmd)
+        self._wait_all(cmd)
+
+    def _send(self, cmd: str) -> None:
         if self._broken is not None:
             raise RuntimeError(f"BatchedMujocoEnv is unusable after a worker failure: {self._broken}")
         for w, conn in enumerate(self._conns):
@@ -373,11 +387,10 @@ class BatchedMujocoEnv:
                 proc.join(timeout=1)
                 self._fail(f"MuJoCo worker {w} (pid {proc.pid}, copies {self._blocks[w]}) died with exit "
                            f"code {proc.exitcode} before {cmd!r}")
-        self._wait_all(cmd)
 
     def _run(self, active: np.ndarray | None) -> None:
         if self._workers or self._broken is not None:
-            self._buf["active"][:] = 1.0 if active is None else active
+            self._buf["active"][0] = 1.0 if active is None else active
             self._call("step")
             return
         idx = np.arange(self.n) if active is None else np.flatnonzero(active)
@@ -456,6 +469,54 @@ class BatchedMujocoEnv:
         self.steps += 1
         truncated = self.steps >= self.max_episode_steps
         return self._obs(), reward, terminated, truncated, {"x_velocity": xy_velocity[:, 0], **terms}
+
+    def step_begin(self, slot: int, rows: np.ndarray, actions: np.ndarray, active: np.ndarray) -> None:
+        """Start stepping the copies ``rows`` (flat indices) with ``actions [len(rows), act_dim]``, only
+        those where ``active [len(rows)]`` is true; returns at once, while the workers simulate.
+
+        Two groups can be in flight at once, in command slots 0 and 1: the workers take the commands in
+        the order sent, so while they simulate one group the caller prepares the other's actions. Each
+        group's outputs are those :meth:`step_numpy` would give for its rows (the physics and the reward
+        are per copy); :meth:`step_end` collects them, in the order the groups were begun.
+        """
+        if not self.pipelines:
+            raise RuntimeError("BatchedMujocoEnv.step_begin needs worker processes (num_workers >= 1)")
+        if self.tasks is None:
+            raise RuntimeError("BatchedMujocoEnv: call set_tasks(tasks) before reset()/step()")
+        if slot not in (0, 1) or any(s == slot for s, _ in self._in_flight):
+            raise ValueError(f"slot must be 0 or 1 and not already in flight, got {slot} (in flight: "
+                             f"{[s for s, _ in self._in_flight]})")
+        rows = np.asarray(rows)
+        self._ctrl[rows] = np.asarray(actions, dtype=np.float64).reshape(len(rows), self.action_dim)
+        self._xy_before[rows] = self.xy[rows]
+        flags = self._buf["active"][slot]
+        flags[:] = 0.0
+        flags[rows[np.asarray(active, dtype=bool)]] = 1.0
+        self._send("step1" if slot else "step")
+        self._in_flight.append((slot, rows))
+
+    def step_end(self, slot: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Wait for the group begun in ``slot`` (the oldest in flight) and return its rows' float64/bool
+        ``(obs [R, obs_dim], reward [R], terminated [R], truncated [R])``, as :meth:`step_numpy`."""
+        if not self._in_flight or self._in_flight[0][0] != slot:
+            raise RuntimeError(f"step_end({slot}): the groups in flight are, oldest first, slots "
+                               f"{[s for s, _ in self._in_flight]}")
+        _, rows = self._in_flight.pop(0)
+        self._wait_all("step1" if slot else "step")
+        xy_velocity = (self.xy[rows] - self._xy_before[rows]) / self.dt
+        if not self.is_ant:
+            xy_velocity[:, 1] = 0.0
+        qpos, qvel = self.qpos[rows], self.qvel[rows]
+        contact = None if self.contact is None else self.contact[rows]
+        pos = self.xy[rows] if self.is_ant else qpos[:, :2]
+        reward, _ = self.reward_fn(xy_velocity, pos, self._ctrl[rows], contact, self.params[rows])
+        terminated = unhealthy(self.template, qpos, qvel, np.isfinite) if self.is_ant else None
+        if terminated is None:
+            terminated = np.zeros(len(rows), dtype=bool)
+        self.steps[rows] += 1
+        truncated = self.steps[rows] >= self.max_episode_steps
+        obs = np.concatenate(observation_parts(self.template, qpos, qvel, contact), axis=1)
+        return obs, reward, terminated, truncated
 
     def reset(self, mask: Tensor | None = None) -> Tensor:
         """Observations ``[K, E, obs_dim]`` float32 after resetting the copies in ``mask [K, E]``."""
