@@ -11,8 +11,9 @@ Prints, in env-steps per second:
    counted), which load disturbs much less, are printed too;
 2. gymnasium's own vector envs (``SyncVectorEnv`` and ``AsyncVectorEnv``) with a random policy;
 3. this package's ``MetaBatchSampler`` with a 64x64 tanh ``GaussianMLPPolicy`` in the loop (one batched
-   policy call per step), stepping in-process (1 or 2 threads) or in 2 worker processes, as env-steps/s
-   and as a fraction of the limit for the same number of cores;
+   policy call per step), stepping in-process (1 or 2 threads) or in 2 worker processes (the plain loop,
+   and pipelined: one half of the episodes stepping while the policy runs on the other, the default), as
+   env-steps/s and as a fraction of the limit for the same number of cores;
 4. the batched pure-torch bandit and 2D navigation envs;
 5. the MuJoCo Warp backend (``physics="warp"``) with the same policy in the loop: on the CPU always (a few
    worlds: the CPU path is for tests, not speed), and on each CUDA device at 1,024, 4,096 and 16,384 worlds
@@ -87,12 +88,15 @@ def gym_vector_rate(env_id: str, num_envs: int, mode: str, steps: int) -> float:
 
 
 def sampler_rate(name: str, num_tasks: int, num_episodes: int, horizon: int, workers: int, threads: int,
-                 repeats: int = 2) -> tuple[float, float, float, float]:
+                 repeats: int = 2, pipelined: bool = True) -> tuple[float, float, float, float]:
+    """``(env-steps/s, seconds per meta-batch, start-up seconds, env-steps per CPU-second)`` of
+    ``MetaBatchSampler`` (best of ``repeats``); ``pipelined=False``: the plain loop even with workers."""
     fam = envs.make_family(name, horizon=horizon)
     start = time.perf_counter()
     sampler = envs.MetaBatchSampler(fam, num_tasks, num_episodes, seed=0, num_workers=workers,
                                     num_threads=threads)
     startup = time.perf_counter() - start
+    sampler.env.pipelines = sampler.env.pipelines and pipelined
     obs_dim, act_dim = sampler.env.observation_shape[0], sampler.env.action_dim
     policy = GaussianMLPPolicy(obs_dim, act_dim, hidden_sizes=(64, 64), activation="tanh")
     tasks = fam.sample_tasks(num_tasks, 0)
@@ -215,10 +219,11 @@ def main() -> None:
         r = gym_vector_rate(gid, n_async, "async", 20 if q else 200)
         print(f"gymnasium AsyncVectorEnv ({n_async:3d} procs, random actions): {r:10,.0f} env-steps/s "
               f"= {r / limits[two]:5.1%} of the {two}-core limit")
-        for label, workers, threads, used in [("in-process, 1 thread  ", 0, 1, 1),
-                                              (f"in-process, {two} threads ", 0, two, two),
-                                              (f"{two} worker processes   ", two, 1, two)]:
-            rate, dt, startup, cpu_rate = sampler_rate(name, K, E, H, workers, threads, repeats=1 if q else 2)
+        for label, workers, threads, used, pipe in [("in-process, 1 thread  ", 0, 1, 1, True),
+                                                    (f"in-process, {two} threads ", 0, two, two, True),
+                                                    (f"{two} workers, plain loop", two, 1, two, False),
+                                                    (f"{two} workers, pipelined ", two, 1, two, True)]:
+            rate, dt, startup, cpu_rate = sampler_rate(name, K, E, H, workers, threads, 1 if q else 2, pipe)
             # re-measured after the run (the machine may be shared): the mean of before and after
             limit = (limits[used] + physics_limit(name, used, 1.0)) / 2
             print(f"MetaBatchSampler + MLP policy, {label}: {rate:10,.0f} env-steps/s "

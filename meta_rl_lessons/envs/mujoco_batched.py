@@ -14,6 +14,10 @@ prints the current figures, with the physics limit measured in the same run):
 * so, to use every core, the copies are split into contiguous blocks owned by **worker processes**
   (``multiprocessing`` ``spawn``), which read actions from and write ``qpos``/``qvel``/positions/contact
   forces to shared memory; the driver sends one short command per step over a pipe;
+* with workers, the sampler pipelines: it begins one half of the episodes
+  (:meth:`BatchedMujocoEnv.step_begin`) and runs the policy on the other half while the workers
+  simulate, so a command is always waiting for them (``bench/sampler.py``: HalfCheetah 40 x 20 x 100
+  from 76% to 84% of the 2-core limit);
 * gymnasium's ``SyncVectorEnv``/``AsyncVectorEnv`` add per-step Python work (info dicts, wrappers,
   pickling through pipes) and, for async, one process per env: ``AsyncVectorEnv`` reached 10-25% of the
   2-core limit with 8 processes;

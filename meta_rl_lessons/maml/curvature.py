@@ -295,10 +295,11 @@ def default_tasks_per_chunk(rows_per_task: int, width: int, target_bytes: int = 
 
     Why chunks: a product is a chain of about forty batched operations over tensors of ``rows x width``
     per task; on the whole meta-batch each intermediate (20 MB for HalfCheetahVel's 40 x 2000 x 64) leaves
-    the cache before the next operation reads it, on a chunk of a few tasks it stays there. Measured by
-    ``bench/maml_profile.py --chunks`` on the 2-core machine (2 threads): HalfCheetahVel 169 ms per
-    product unchunked, 131 ms with 8 tasks per chunk, 133 ms with 4; chunks of one task are slower (243
-    ms: a batch of one takes another kernel, which also rounds differently), so the floor is 2.
+    the cache before the next operation reads it, on a chunk of a few tasks it stays there.
+    ``bench/maml_profile.py --task cheetah --threads 2 --chunks 0 8 6 4 2`` on the 2-core machine: 212 ms
+    per product unchunked, 157 / 149 / 162 / 194 ms with 8 / 6 / 4 / 2 tasks per chunk (2D navigation,
+    20 tasks: no difference, 74 and 76 ms). A batch of one task takes another kernel, slower and rounding
+    differently, hence the floor of 2.
     """
     return max(2, int(target_bytes // max(1, rows_per_task * width * 4)))
 
