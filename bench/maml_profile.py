@@ -151,9 +151,10 @@ def _median_time(fn, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def product_floor(trainer: MAMLTRPO) -> None:
-    """Print one closed-form product's matrix products (count, GFLOP) and their time alone vs the product."""
-    params, pre, post, old, v = _product_setup(trainer)
+def product_floor(trainer: MAMLTRPO, setup) -> None:
+    """Print one closed-form product's matrix products (count, GFLOP) and their time alone vs the product
+    (``setup``: :func:`_product_setup`)."""
+    params, pre, post, old, v = setup
     c = trainer.config
     fvp = meta_fvp_analytic(trainer.policy, params, pre, post, c.inner_lr, old, False, c.cg_damping)
     recorder = _RecordMatmuls()
@@ -179,9 +180,9 @@ def product_floor(trainer: MAMLTRPO) -> None:
           f"(they take {n * product_s:.2f} s)")
 
 
-def chunk_times(trainer: MAMLTRPO, chunks: list[int]) -> None:
+def chunk_times(trainer: MAMLTRPO, setup, chunks: list[int]) -> None:
     """Print one closed-form product's time at each number of tasks per chunk (0: all tasks at once)."""
-    params, pre, post, old, v = _product_setup(trainer)
+    params, pre, post, old, v = setup
     c = trainer.config
     reference = None
     for n in chunks:
@@ -237,10 +238,12 @@ def main() -> None:
                                          "line search"))
     print(f"  {'other':16s} {other:7.3f} s  {100 * other / total:5.1f}%")
     print(f"  {'total':16s} {total:7.3f} s; load average after {os.getloadavg()[0]:.2f}")
-    if args.floor:
-        product_floor(trainer)
-    if args.chunks:
-        chunk_times(trainer, args.chunks)
+    if args.floor or args.chunks:
+        setup = _product_setup(trainer)  # one meta-batch for both
+        if args.floor:
+            product_floor(trainer, setup)
+        if args.chunks:
+            chunk_times(trainer, setup, args.chunks)
     trainer.close()
 
 

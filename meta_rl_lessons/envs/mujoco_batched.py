@@ -462,17 +462,25 @@ class BatchedMujocoEnv:
         self._ctrl[:] = actions
         xy_before = self.xy.copy()
         self._run(active)
-        xy_velocity = (self.xy - xy_before) / self.dt
+        return self._outcome(slice(None), xy_before, actions)
+
+    def _outcome(self, rows: slice | np.ndarray, xy_before: np.ndarray, actions: np.ndarray):
+        """``(obs, reward, terminated, truncated, info)`` of copies ``rows`` after their physics step, from
+        their positions before it ``xy_before`` and the ``actions`` applied (everything per copy)."""
+        qpos, qvel, xy = self.qpos[rows], self.qvel[rows], self.xy[rows]
+        contact = None if self.contact is None else self.contact[rows]
+        xy_velocity = (xy - xy_before) / self.dt
         if not self.is_ant:
             xy_velocity[:, 1] = 0.0
-        pos = self.xy if self.is_ant else self.qpos[:, :2]
-        reward, terms = self.reward_fn(xy_velocity, pos, actions, self.contact, self.params)
-        terminated = unhealthy(self.template, self.qpos, self.qvel, np.isfinite) if self.is_ant else None
+        pos = xy if self.is_ant else qpos[:, :2]
+        reward, terms = self.reward_fn(xy_velocity, pos, actions, contact, self.params[rows])
+        terminated = unhealthy(self.template, qpos, qvel, np.isfinite) if self.is_ant else None
         if terminated is None:
-            terminated = np.zeros(self.n, dtype=bool)
-        self.steps += 1
-        truncated = self.steps >= self.max_episode_steps
-        return self._obs(), reward, terminated, truncated, {"x_velocity": xy_velocity[:, 0], **terms}
+            terminated = np.zeros(len(qpos), dtype=bool)
+        self.steps[rows] += 1
+        truncated = self.steps[rows] >= self.max_episode_steps
+        obs = np.concatenate(observation_parts(self.template, qpos, qvel, contact), axis=1)
+        return obs, reward, terminated, truncated, {"x_velocity": xy_velocity[:, 0], **terms}
 
     def step_begin(self, slot: int, rows: np.ndarray, actions: np.ndarray, active: np.ndarray) -> None:
         """Start stepping the copies ``rows`` (flat indices) with ``actions [len(rows), act_dim]``, only
@@ -507,19 +515,7 @@ class BatchedMujocoEnv:
                                f"{[s for s, _ in self._in_flight]}")
         _, rows = self._in_flight.pop(0)
         self._wait_all("step1" if slot else "step")
-        xy_velocity = (self.xy[rows] - self._xy_before[rows]) / self.dt
-        if not self.is_ant:
-            xy_velocity[:, 1] = 0.0
-        qpos, qvel = self.qpos[rows], self.qvel[rows]
-        contact = None if self.contact is None else self.contact[rows]
-        pos = self.xy[rows] if self.is_ant else qpos[:, :2]
-        reward, _ = self.reward_fn(xy_velocity, pos, self._ctrl[rows], contact, self.params[rows])
-        terminated = unhealthy(self.template, qpos, qvel, np.isfinite) if self.is_ant else None
-        if terminated is None:
-            terminated = np.zeros(len(rows), dtype=bool)
-        self.steps[rows] += 1
-        truncated = self.steps[rows] >= self.max_episode_steps
-        obs = np.concatenate(observation_parts(self.template, qpos, qvel, contact), axis=1)
+        obs, reward, terminated, truncated, _ = self._outcome(rows, self._xy_before[rows], self._ctrl[rows])
         return obs, reward, terminated, truncated
 
     def reset(self, mask: Tensor | None = None) -> Tensor:

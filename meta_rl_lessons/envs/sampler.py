@@ -90,6 +90,69 @@ def sample_episodes(env: Any, policy: Any, params: dict[str, Tensor] | None = No
         return _sample(env, policy, params, int(max_steps or env.max_episode_steps), device)
 
 
+def _check_log_prob(log_prob: Tensor, expected: tuple[int, ...]) -> None:
+    got, expected = tuple(log_prob.shape), tuple(expected)
+    if got != expected:
+        raise ValueError(f"policy log_prob has shape {got}, expected {expected}: return a distribution with "
+                         "batch shape [num_tasks, num_episodes] (e.g. Independent)")
+
+
+class _Episodes:
+    """The buffers ``[T, K, E, ...]`` of one batch of whole episodes, filled step by step, and which
+    episodes are still running (``alive [K, E]``).
+
+    :meth:`record` stores step ``t`` of the episodes ``cols`` (a slice of the ``E`` axis: all of them in
+    the plain loop, one half in the pipelined one); steps of episodes that have ended are stored as zeros
+    with ``mask == 0``.
+    """
+
+    def __init__(self, T: int, obs: Tensor, device: torch.device) -> None:
+        K, E = obs.shape[:2]
+        self.T = T
+        self.obs = torch.zeros(T, *obs.shape, device=device)
+        self.next_obs = torch.zeros_like(self.obs)
+        self.rewards = torch.zeros(T, K, E, device=device)
+        self.terminated = torch.zeros(T, K, E, dtype=torch.bool, device=device)
+        self.truncated = torch.zeros_like(self.terminated)
+        self.mask = torch.zeros(T, K, E, device=device)
+        self.log_probs = torch.zeros(T, K, E, device=device)
+        self.actions: Tensor | None = None  # shape and dtype from the first action
+        self.alive = torch.ones(K, E, dtype=torch.bool, device=device)
+
+    def record(self, t: int, cols: slice, obs: Tensor, next_obs: Tensor, action: Tensor, reward: Tensor,
+               terminated: Tensor, truncated: Tensor, log_prob: Tensor) -> None:
+        """Store step ``t`` of episodes ``[:, cols]`` (each argument ``[K, n, ...]``) and end those episodes
+        that terminated or were truncated (the last step ``T - 1`` truncates every one still running)."""
+        if self.actions is None:
+            K, E = self.alive.shape
+            self.actions = torch.zeros(self.T, K, E, *action.shape[2:], dtype=action.dtype,
+                                       device=self.obs.device)
+        if t == self.T - 1:
+            truncated = truncated | ~terminated
+        alive = self.alive[:, cols]
+        live = alive.float()
+        ones = lambda x: [1] * (x.dim() - 2)  # noqa: E731  broadcast live [K, n] over x's trailing dims
+        lshape = live.view(*live.shape, *ones(obs))
+        self.obs[t, :, cols] = obs * lshape
+        self.next_obs[t, :, cols] = next_obs * lshape
+        self.actions[t, :, cols] = action * live.view(*live.shape, *ones(action)).to(action.dtype)
+        self.rewards[t, :, cols] = reward * live
+        self.terminated[t, :, cols] = terminated & alive
+        self.truncated[t, :, cols] = truncated & alive & ~terminated
+        self.mask[t, :, cols] = live
+        self.log_probs[t, :, cols] = log_prob * live
+        self.alive[:, cols] = alive & ~(terminated | truncated)
+
+    def batch(self, steps: int) -> EpisodeBatch:
+        """The first ``steps`` steps as an :class:`EpisodeBatch`."""
+        cut = slice(0, steps)
+        return EpisodeBatch(
+            observations=self.obs[cut], actions=self.actions[cut], rewards=self.rewards[cut],
+            next_observations=self.next_obs[cut], terminated=self.terminated[cut],
+            truncated=self.truncated[cut], mask=self.mask[cut], log_probs=self.log_probs[cut],
+        )
+
+
 def _sample(env: Any, policy: Any, params: dict[str, Tensor] | None, T: int,
             device: torch.device) -> EpisodeBatch:
     shape = env.batch_shape
@@ -98,54 +161,27 @@ def _sample(env: Any, policy: Any, params: dict[str, Tensor] | None, T: int,
         batch = _sample_pipelined(env, policy, params, T, device, obs)
         if batch is not None:
             return batch
-    obs_buf = torch.zeros(T, *obs.shape, device=device)
-    next_buf = torch.zeros_like(obs_buf)
-    rew_buf = torch.zeros(T, *shape, device=device)
-    term_buf = torch.zeros(T, *shape, dtype=torch.bool, device=device)
-    trunc_buf = torch.zeros_like(term_buf)
-    mask_buf = torch.zeros(T, *shape, device=device)
-    lp_buf = torch.zeros(T, *shape, device=device)
-    act_buf = None
-    alive = torch.ones(shape, dtype=torch.bool, device=device)
+    episodes = _Episodes(T, obs, device)
+    everyone = slice(None)
     steps = 0
     for t in range(T):
         dist = policy(obs) if params is None else policy.per_task(obs, params)
         action = dist.sample()
         log_prob = dist.log_prob(action)
-        if log_prob.shape != shape:
-            raise ValueError(f"policy log_prob has shape {tuple(log_prob.shape)}, expected {shape}: return a "
-                             "distribution with batch shape [num_tasks, num_episodes] (e.g. Independent)")
-        if act_buf is None:
-            act_buf = torch.zeros(T, *action.shape, dtype=action.dtype, device=device)
+        _check_log_prob(log_prob, shape)
         if getattr(env, "skips_inactive", False):  # MuJoCo: no physics for finished episodes
-            next_obs, reward, terminated, truncated = env.step(action.to(env.device), active=alive.cpu())
+            next_obs, reward, terminated, truncated = env.step(action.to(env.device),
+                                                               active=episodes.alive.cpu())
         else:
             next_obs, reward, terminated, truncated = env.step(action.to(env.device))
         next_obs, reward = next_obs.to(device), reward.to(device)
-        terminated, truncated = terminated.to(device), truncated.to(device)
-        if t == T - 1:
-            truncated = truncated | ~terminated
-        live = alive.float()
-        lshape = live.view(*shape, *([1] * (obs.dim() - len(shape))))
-        obs_buf[t] = obs * lshape
-        next_buf[t] = next_obs * lshape
-        act_buf[t] = action * live.view(*shape, *([1] * (action.dim() - len(shape)))).to(action.dtype)
-        rew_buf[t] = reward * live
-        term_buf[t] = terminated & alive
-        trunc_buf[t] = truncated & alive & ~terminated
-        mask_buf[t] = live
-        lp_buf[t] = log_prob * live
-        alive = alive & ~(terminated | truncated)
+        episodes.record(t, everyone, obs, next_obs, action, reward, terminated.to(device),
+                        truncated.to(device), log_prob)
         obs = next_obs
         steps = t + 1
-        if not bool(alive.any()):
+        if not bool(episodes.alive.any()):
             break
-    cut = slice(0, steps)
-    return EpisodeBatch(
-        observations=obs_buf[cut], actions=act_buf[cut], rewards=rew_buf[cut],
-        next_observations=next_buf[cut], terminated=term_buf[cut], truncated=trunc_buf[cut],
-        mask=mask_buf[cut], log_probs=lp_buf[cut],
-    )
+    return episodes.batch(steps)
 
 
 def _gaussian(dist: Any) -> tuple[Tensor, Tensor] | None:
@@ -162,10 +198,10 @@ def _rows_agree(whole: Any, parts: list[Any], halves: tuple[slice, slice]) -> bo
     (mean, scale and the log-density of a fixed action); ``False`` for other distributions.
 
     A matrix product's rows need not be bitwise independent of the other rows in the call: the library
-    picks its kernel by shape, and kernels sum in different orders (measured: a 64x64 policy on
-    HalfCheetah's 17 inputs agrees for 10 of 20 rows per task, on the Ant's 105 inputs with 2 of 5 rows
-    it does not). The choice depends on the shapes only, not on the values, so what holds at the first
-    step holds for the episode."""
+    picks its kernel by shape, and kernels sum in different orders (seen on this project's CPU: a 64x64
+    policy on the Ant's 105 inputs, 2 of 5 rows per task, differs from the whole batch in the last bits).
+    The choice depends on the shapes only, not on the values, so what holds at the first step holds for
+    the episode."""
     g_whole = _gaussian(whole)
     if g_whole is None:
         return False
@@ -186,8 +222,8 @@ def _sample_pipelined(env: Any, policy: Any, params: dict[str, Tensor] | None, T
     """:func:`_sample` with the physics of one half of the episodes overlapping the policy's work on the other
     half (``env.step_begin``/``env.step_end``, MuJoCo worker processes).
 
-    The episodes are split in two groups, ``[:, :E0]`` and ``[:, E0:]``. While the workers step one group,
-    this process evaluates the policy and stores the other group's step; the workers find the next group's
+    The episodes are split in two halves, ``[:, :E // 2]`` and ``[:, E // 2:]``. While the workers step one
+    half, this process evaluates the policy and stores the other half's step; the workers find the next
     command waiting when they finish one, so they do not sit idle while the policy runs. The numbers are
     those of the plain loop, bit for bit: the actions use one standard normal draw per step for all copies,
     as ``dist.sample()`` on the whole batch does, and the policy's rows on each half are checked at the
@@ -206,86 +242,53 @@ def _sample_pipelined(env: Any, policy: Any, params: dict[str, Tensor] | None, T
     firsts = [policy_on(obs[:, h]) for h in halves]
     if not _rows_agree(policy_on(obs), firsts, halves):
         return None
+    episodes = _Episodes(T, obs, device)
     act_dim = env.action_dim
-    obs_buf = torch.zeros(T, *obs.shape, device=device)
-    next_buf = torch.zeros_like(obs_buf)
-    rew_buf = torch.zeros(T, K, E, device=device)
-    term_buf = torch.zeros(T, K, E, dtype=torch.bool, device=device)
-    trunc_buf = torch.zeros_like(term_buf)
-    mask_buf = torch.zeros(T, K, E, device=device)
-    lp_buf = torch.zeros(T, K, E, device=device)
-    act_buf = torch.zeros(T, K, E, act_dim, device=device)
-    alive = torch.ones(K, E, dtype=torch.bool, device=device)
     obs_shape = tuple(obs.shape[2:])
 
-    def begin(g: int, t: int, noise: Tensor, dist: Any) -> tuple[Tensor, Tensor]:
+    def begin(g: int, noise: Tensor, current: Tensor, dist: Any) -> tuple[Tensor, Tensor, Tensor]:
+        """Send half ``g``'s actions to the workers; returns what :func:`end` stores with the outcome."""
         h = halves[g]
         loc, scale = _gaussian(dist)
         action = noise[:, h] * scale + loc  # = dist.sample() on the whole batch, these rows
         log_prob = dist.log_prob(action)
-        if log_prob.shape != (K, h.stop - h.start):
-            raise ValueError(f"policy log_prob has shape {tuple(log_prob.shape)}, expected "
-                             f"{(K, h.stop - h.start)}: return a distribution with batch shape "
-                             "[num_tasks, num_episodes] (e.g. Independent)")
+        _check_log_prob(log_prob, (K, h.stop - h.start))
         env.step_begin(g, rows[g], action.reshape(-1, act_dim).cpu().double().numpy(),
-                       alive[:, h].reshape(-1).cpu().numpy())
-        return action, log_prob
+                       episodes.alive[:, h].reshape(-1).cpu().numpy())
+        return current, action, log_prob
 
-    def end(g: int, t: int, state: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    def end(g: int, t: int, sent: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        """Wait for half ``g``'s step ``t``, store it, and return its next observations."""
         h = halves[g]
-        current, action, log_prob = state
-        o, r, term, trunc = env.step_end(g)
         n = h.stop - h.start
+        o, r, term, trunc = env.step_end(g)
         next_obs = torch.from_numpy(o.astype(np.float32)).reshape(K, n, *obs_shape).to(device)
         reward = torch.from_numpy(r.astype(np.float32)).reshape(K, n).to(device)
         terminated = torch.from_numpy(term).reshape(K, n).to(device)
         truncated = torch.from_numpy(trunc).reshape(K, n).to(device)
-        if t == T - 1:
-            truncated = truncated | ~terminated
-        live_b = alive[:, h]
-        live = live_b.float()
-        lshape = live.view(K, n, *([1] * len(obs_shape)))
-        obs_buf[t, :, h] = current * lshape
-        next_buf[t, :, h] = next_obs * lshape
-        act_buf[t, :, h] = action * live.unsqueeze(-1).to(action.dtype)
-        rew_buf[t, :, h] = reward * live
-        term_buf[t, :, h] = terminated & live_b
-        trunc_buf[t, :, h] = truncated & live_b & ~terminated
-        mask_buf[t, :, h] = live
-        lp_buf[t, :, h] = log_prob * live
-        alive[:, h] = live_b & ~(terminated | truncated)
+        current, action, log_prob = sent
+        episodes.record(t, h, current, next_obs, action, reward, terminated, truncated, log_prob)
         return next_obs
 
     noise = torch.randn(K, E, act_dim, device=device)  # what dist.sample() on the whole batch draws
-    state = [(obs[:, h], *begin(g, 0, noise, firsts[g])) for g, h in enumerate(halves)]
+    sent = [begin(g, noise, obs[:, h], firsts[g]) for g, h in enumerate(halves)]
     steps = 0
     for t in range(T):
         steps = t + 1
-        next_noise = None
         last = t == T - 1
-        nxt = end(0, t, state[0])
-        if not last and bool(alive[:, halves[0]].any()):  # step t + 1 exists: draw its noise now
-            next_noise = torch.randn(K, E, act_dim, device=device)
-            state[0] = (nxt, *begin(0, t + 1, next_noise, policy_on(nxt)))
-            began0 = True
-        else:
-            began0 = False
-        nxt1 = end(1, t, state[1])
-        if last or not bool(alive.any()):
-            if began0:  # cannot happen: group 0 alive means alive.any()
-                raise AssertionError("unreachable")
-            break
-        if next_noise is None:  # group 0 has ended, group 1 has not: step t + 1 for group 1 alone
-            next_noise = torch.randn(K, E, act_dim, device=device)
-        if not began0:  # keep the slots in order: group 0's (empty) step first
-            state[0] = (nxt, *begin(0, t + 1, next_noise, policy_on(nxt)))
-        state[1] = (nxt1, *begin(1, t + 1, next_noise, policy_on(nxt1)))
-    cut = slice(0, steps)
-    return EpisodeBatch(
-        observations=obs_buf[cut], actions=act_buf[cut], rewards=rew_buf[cut],
-        next_observations=next_buf[cut], terminated=term_buf[cut], truncated=trunc_buf[cut],
-        mask=mask_buf[cut], log_probs=lp_buf[cut],
-    )
+        next_obs = end(0, t, sent[0])
+        noise = None
+        if not last and bool(episodes.alive[:, halves[0]].any()):  # step t + 1 exists: draw its noise now
+            noise = torch.randn(K, E, act_dim, device=device)
+            sent[0] = begin(0, noise, next_obs, policy_on(next_obs))
+        next_obs_1 = end(1, t, sent[1])
+        if last or not bool(episodes.alive.any()):
+            break  # (half 0 was not begun: it had no episode left)
+        if noise is None:  # half 0 has ended, half 1 has not: half 0's (empty) step first, in slot order
+            noise = torch.randn(K, E, act_dim, device=device)
+            sent[0] = begin(0, noise, next_obs, policy_on(next_obs))
+        sent[1] = begin(1, noise, next_obs_1, policy_on(next_obs_1))
+    return episodes.batch(steps)
 
 
 class MetaBatchSampler:

@@ -299,7 +299,8 @@ def default_tasks_per_chunk(rows_per_task: int, width: int, target_bytes: int = 
     ``bench/maml_profile.py --task cheetah --threads 2 --chunks 0 8 6 4 2`` on the 2-core machine: 212 ms
     per product unchunked, 157 / 149 / 162 / 194 ms with 8 / 6 / 4 / 2 tasks per chunk (2D navigation,
     20 tasks: no difference, 74 and 76 ms). A batch of one task takes another kernel, slower and rounding
-    differently, hence the floor of 2.
+    differently (``--chunks 0 6 1`` in a later run: 173 / 146 / 197 ms, the last 1.6e-7 from the others
+    relative to the largest entry), hence the floor of 2.
     """
     return max(2, int(target_bytes // max(1, rows_per_task * width * 4)))
 
@@ -354,20 +355,23 @@ def meta_fvp_analytic(policy: GaussianMLPPolicy | CategoricalMLPPolicy, params: 
     chunks = [(k, min(K, k + tasks_per_chunk)) for k in range(0, K, tasks_per_chunk)]
     post_w = _step_weights(post.mask, post.num_steps) / K
     post_obs = flat(post.obs)
+    if not first_order:  # the inner loss's data, for all tasks (sliced per chunk below)
+        pre_dtype = params[layout.weights[0]].dtype  # that of the pre-update network's outputs
+        pre_obs = flat(pre.obs)
+        pre_w = _step_weights(pre.mask, pre.num_steps) * pre.weights.reshape(K, -1).to(pre_dtype)
+        pre_actions = (flat(pre.actions).to(pre_dtype) if layout.log_std is not None
+                       else pre.actions.reshape(K, -1))
     pieces = []  # (fisher, hessian) per chunk of tasks
     for lo, hi in chunks:
         post_net = StackedMLP(layout, {n: t[lo:hi] for n, t in fisher_point.items()}, post_obs[lo:hi])
         fisher = PostUpdateFisher(post_net, post_w[lo:hi])
         hessian = None
         if not first_order:
-            pre_net = StackedMLP(layout, params, flat(pre.obs)[lo:hi])
-            pre_weights = pre.weights.reshape(K, -1).to(pre_net.out.dtype)
-            w = (_step_weights(pre.mask, pre.num_steps) * pre_weights)[lo:hi]
+            pre_net = StackedMLP(layout, params, pre_obs[lo:hi])
             if layout.log_std is not None:
-                actions = flat(pre.actions)[lo:hi].to(pre_net.out.dtype)
-                loss = _gaussian_inner(pre_net.out, pre_net.log_std, actions, w)
+                loss = _gaussian_inner(pre_net.out, pre_net.log_std, pre_actions[lo:hi], pre_w[lo:hi])
             else:
-                loss = _categorical_inner(pre_net.out, pre.actions.reshape(K, -1)[lo:hi], w)
+                loss = _categorical_inner(pre_net.out, pre_actions[lo:hi], pre_w[lo:hi])
             hessian = InnerLossHessian(pre_net, loss)
         pieces.append((fisher, hessian))
     dtype = pieces[0][0].net.out.dtype
