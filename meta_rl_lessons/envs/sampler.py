@@ -14,8 +14,10 @@
 
 At every step the policy is called **once** for all ``num_tasks x num_episodes`` observations
 ``[K, E, obs_dim]``: ``policy(obs)`` with shared parameters, or ``policy.per_task(obs, params)`` with
-per-task parameters (MAML's adapted parameters, stacked with a leading task dimension). Any object with that
-calling convention works (duck typing); it must return a ``torch.distributions.Distribution`` whose
+per-task parameters (MAML's adapted parameters, stacked with a leading task dimension). With MuJoCo worker
+processes it is called once per half of the episodes instead, so that one half's physics runs while the
+policy works on the other (:func:`_sample_pipelined`); the episodes are bit for bit the same. Any object
+with that calling convention works (duck typing); it must return a ``torch.distributions.Distribution`` whose
 ``sample()`` has shape ``[K, E, act_dim]`` (continuous) or ``[K, E]`` (discrete).
 
 Episodes are collected whole, without autoreset: every copy is reset at the start, steps after an episode
