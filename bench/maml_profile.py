@@ -6,8 +6,9 @@ Times, per meta-iteration (mean over the timed iterations, after one warm-up), e
 * ``sample``: pre-update episodes, the inner step (graph kept), post-update episodes;
 * ``meta-gradient``: the outer surrogate and its gradient through the inner step;
 * ``curvature setup``: the graphs the Hessian-vector products reuse (inner step again, post-update KL);
-* ``products``: the ``cg_iters + 1`` meta-KL Hessian-vector products (conjugate gradient and the step's
-  length), with the seconds of one product;
+* ``products``: the ``cg_iters`` meta-KL Hessian-vector products of conjugate gradient (the step's length
+  takes its curvature from CG's residual, ``trpo.cg_solve``: no product of its own), with the seconds of one
+  product;
 * ``line search``: every step tried (each re-adapts on the pre-update batch and evaluates the post-update
   surrogate and KL), with the number tried.
 
@@ -172,7 +173,7 @@ def product_floor(trainer: MAMLTRPO, setup) -> None:
             torch.cuda.synchronize(v.device)
 
     alone_s = _median_time(matmuls_alone)
-    n = c.cg_iters + 1
+    n = c.cg_iters  # the step's length needs no product of its own (trpo.cg_solve)
     print(f"one closed-form product: {len(recorder.shapes)} batched matrix products, {flops / 1e9:.2f} GFLOP;"
           f" the product {product_s * 1e3:.0f} ms, its matrix products alone {alone_s * 1e3:.0f} ms "
           f"({flops / alone_s / 1e9:.0f} GFLOP/s)")

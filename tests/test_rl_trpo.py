@@ -11,10 +11,12 @@ from meta_rl_lessons.rl.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from meta_rl_lessons.rl.trpo import (
     TRPO,
     TRPOConfig,
+    cg_solve,
     conjugate_gradient,
     fisher_vector_product,
     flat_concat,
     line_search,
+    trust_region_step,
     unflatten_like,
 )
 
@@ -85,6 +87,44 @@ def test_conjugate_gradient_solves_random_spd_systems(n):
     errs = [((conjugate_gradient(lambda v: A @ v, b, iters=k) - exact) @ A
              @ (conjugate_gradient(lambda v: A @ v, b, iters=k) - exact)).item() for k in (1, 2, 4)]
     assert errs[0] > errs[1] > errs[2]
+
+
+def _random_spd(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    M = torch.randn(n, n, generator=g, dtype=torch.float64)
+    eigenvalues = torch.logspace(-2, 1, n, dtype=torch.float64)  # condition 1000: CG far from done early on
+    Q, _ = torch.linalg.qr(M)
+    return Q @ torch.diag(eigenvalues) @ Q.T, torch.randn(n, generator=g, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("iters", [1, 3, 7, 40])
+def test_cg_solve_returns_the_product_at_its_solution_without_making_it(iters):
+    """CG's own residual gives A x exactly: checked against the explicit A @ x, long before CG has converged
+    (3 and 7 of 20 iterations, where A x is far from b) and after (40, stopped by the tolerance)."""
+    A, b = _random_spd(20, seed=3)
+    calls = []
+    solution = cg_solve(lambda v: calls.append(v) or A @ v, b, iters=iters, residual_tol=1e-24)
+    torch.testing.assert_close(solution.Ax, A @ solution.x, rtol=1e-10, atol=1e-12)
+    assert solution.products == len(calls) <= iters
+    if iters < 20:
+        assert solution.products == iters
+        assert (solution.Ax - b).norm() > 1e-3 * b.norm()  # not converged: b would be the wrong answer
+    same = conjugate_gradient(lambda v: A @ v, b, iters, 1e-24)
+    torch.testing.assert_close(solution.x, same, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cg_iters", [2, 5])
+def test_trust_region_step_has_the_length_of_eq_trpo_step_at_cg_iters_products(cg_iters):
+    """s = sqrt(2 delta / d^T A d) d with d from CG on A d = -g, d^T A d by the explicit matrix; so that
+    1/2 s^T A s = delta (the quadratic model's KL on the boundary); and no product beyond CG's."""
+    A, g = _random_spd(20, seed=4)
+    calls = []
+    step = trust_region_step(lambda v: calls.append(v) or A @ v, g, max_kl=0.02, cg_iters=cg_iters)
+    d = conjugate_gradient(lambda v: A @ v, -g, cg_iters)
+    torch.testing.assert_close(step, torch.sqrt(2 * 0.02 / (d @ A @ d)) * d, rtol=1e-12, atol=0)
+    quadratic_kl = 0.5 * step @ A @ step
+    torch.testing.assert_close(quadratic_kl, torch.tensor(0.02, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert len(calls) == cg_iters
 
 
 def test_conjugate_gradient_rejects_indefinite_matrix():

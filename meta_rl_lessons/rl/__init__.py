@@ -34,7 +34,14 @@ from meta_rl_lessons.rl.policies import (
 from meta_rl_lessons.rl.ppo import PPO, PPOConfig
 from meta_rl_lessons.rl.reinforce import REINFORCE, REINFORCEConfig, reinforce_loss
 from meta_rl_lessons.rl.sampling import VectorSampler, make_vector_env
-from meta_rl_lessons.rl.trpo import TRPO, TRPOConfig, conjugate_gradient, fisher_vector_product, line_search
+from meta_rl_lessons.rl.trpo import (
+    TRPO,
+    TRPOConfig,
+    cg_solve,
+    conjugate_gradient,
+    fisher_vector_product,
+    line_search,
+)
 from meta_rl_lessons.rl.utils import CSVLogger, RunningMeanStd, resolve_device, set_seed
 
 __all__ = [
@@ -52,6 +59,7 @@ __all__ = [
     "TRPOConfig",
     "ValueNetwork",
     "VectorSampler",
+    "cg_solve",
     "conjugate_gradient",
     "discounted_returns",
     "expand_params",

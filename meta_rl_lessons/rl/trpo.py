@@ -22,7 +22,8 @@ The three numerical pieces are general functions that MAML-TRPO reuses:
 
 * :func:`fisher_vector_product` — any KL (tensor or closure) over any list of parameter tensors; the
   gradient graph of the KL is built once and reused by every product;
-* :func:`conjugate_gradient` — any symmetric positive-definite matrix-vector product;
+* :func:`cg_solve` (and :func:`conjugate_gradient`, its solution alone) — any symmetric positive-definite
+  matrix-vector product;
 * :func:`line_search` — any pure ``evaluate(step) -> (loss, kl)``.
 """
 
@@ -32,7 +33,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import torch
@@ -60,9 +61,11 @@ from meta_rl_lessons.serialization import to_safe
 from meta_rl_lessons.trainer import load_rng_state, rng_state
 
 __all__ = [
+    "CGSolution",
     "LineSearchResult",
     "TRPO",
     "TRPOConfig",
+    "cg_solve",
     "conjugate_gradient",
     "fisher_vector_product",
     "flat_concat",
@@ -127,21 +130,38 @@ def fisher_vector_product(
     return product
 
 
-def conjugate_gradient(
+class CGSolution(NamedTuple):
+    """What :func:`cg_solve` returns."""
+
+    x: Tensor
+    """``[n]``, the approximate solution of :math:`A x = b`."""
+    Ax: Tensor
+    r"""``[n]``, :math:`A x` without another product: :math:`b - r`, with :math:`r` conjugate gradient's own
+    residual (updated from the products it made, :math:`r \leftarrow r - \alpha A p`)."""
+    products: int
+    """The matrix-vector products made (``iters``, or fewer when the residual fell below the tolerance)."""
+
+
+def cg_solve(
     matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
-) -> Tensor:
+) -> CGSolution:
     r"""Approximately solve :math:`A x = b` for symmetric positive-definite :math:`A`, given only ``matvec``.
 
     The classic Hestenes-Stiefel iteration, starting from :math:`x_0 = 0`; stops after ``iters`` products or
     when :math:`\|r\|^2 <` ``residual_tol``. After :math:`n` iterations it is exact (in exact arithmetic)
     for an :math:`n \times n` system; TRPO uses about 10.
 
+    The residual is kept up to date from the products themselves: with :math:`x = \sum_j \alpha_j p_j`,
+    :math:`r = b - \sum_j \alpha_j A p_j = b - A x` by linearity alone (no conjugacy needed), so :math:`A x`
+    comes for free. The trust-region step needs :math:`x^\top A x` for its length (eq. trpo-step), which
+    saves the one product after the solve that TRPO implementations usually make.
+
     Args:
         matvec: ``v [n] -> A v [n]``.
         b: ``[n]``.
 
     Returns:
-        ``x [n]``.
+        :class:`CGSolution` ``(x [n], Ax [n], products)``.
     """
     if iters <= 0:
         raise ValueError(f"conjugate_gradient needs iters >= 1, got {iters}")
@@ -149,10 +169,12 @@ def conjugate_gradient(
     r = b.clone()  # residual b - A x
     p = b.clone()  # search direction
     rr = r @ r
+    products = 0
     for _ in range(iters):
         if rr < residual_tol:
             break
         Ap = matvec(p)
+        products += 1
         pAp = p @ Ap
         if pAp <= 0:
             raise FloatingPointError(
@@ -165,7 +187,14 @@ def conjugate_gradient(
         rr_new = r @ r
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x
+    return CGSolution(x, b - r, products)
+
+
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
+) -> Tensor:
+    """:func:`cg_solve`'s ``x [n]`` alone (same arguments)."""
+    return cg_solve(matvec, b, iters, residual_tol).x
 
 
 @dataclass
@@ -236,7 +265,9 @@ def line_search(
 def trust_region_step(fvp: Callable[[Tensor], Tensor], gradient: Tensor, max_kl: float, cg_iters: int = 10,
                       what: str = "TRPO") -> Tensor:
     r"""The full trust-region step (eq. trpo-step): :math:`s = \sqrt{2\delta / d^\top F d}\; d` with
-    :math:`d \approx -F^{-1} g` from :func:`conjugate_gradient`, so that :math:`\tfrac12 s^\top F s = \delta`.
+    :math:`d \approx -F^{-1} g` from :func:`cg_solve`, so that :math:`\tfrac12 s^\top F s = \delta`.
+    :math:`F d` is conjugate gradient's own (:attr:`CGSolution.Ax`), so the step costs ``cg_iters`` products
+    of ``fvp``, not one more.
 
     Shared by :class:`TRPO` (``F`` the Fisher matrix) and MAML-TRPO (``F`` the meta-KL's Hessian).
 
@@ -250,8 +281,8 @@ def trust_region_step(fvp: Callable[[Tensor], Tensor], gradient: Tensor, max_kl:
     Raises:
         FloatingPointError: when :math:`d^\top F d` is not positive (the curvature is singular at ``d``).
     """
-    direction = conjugate_gradient(fvp, -gradient, cg_iters)  # d ~ -F^{-1} g  (a descent direction)
-    shs = 0.5 * (direction @ fvp(direction))
+    direction, F_direction, _ = cg_solve(fvp, -gradient, cg_iters)  # d ~ -F^{-1} g (a descent direction)
+    shs = 0.5 * (direction @ F_direction)
     if not torch.isfinite(shs) or shs <= 0:
         raise FloatingPointError(f"{what}: s^T F s = {float(shs):.3e} is not positive; increase cg_damping")
     return direction * torch.sqrt(max_kl / shs)
