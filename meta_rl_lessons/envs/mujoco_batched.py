@@ -9,8 +9,11 @@ prints the current figures, with the physics limit measured in the same run):
   few µs per copy: with the MLP policy in the loop the sampler does 83-84% of the raw physics' env-steps
   per CPU-second on HalfCheetah and 89-92% on Ant (the CPU-second figure holds on a busy machine too); on
   an idle machine, one thread gave 32-33k HalfCheetah env-steps/s, 87-98% of the 1-core limit;
-* threads do not help HalfCheetah (the per-copy Python work holds the GIL; 27k with 2 threads vs 28k with
-  one, without policy) but do help Ant (12.4k vs 5.9k: heavier physics, GIL released in ``mj_step``);
+* threads help, but less than processes: ``mj_step`` releases the GIL, the per-copy Python work does not
+  (``bench/sampler.py`` on 2026-12-03, a slower day of the same machine type, raw physics 18k per core,
+  with the policy in the loop: HalfCheetah 20.4k env-steps/s on 1 thread, 34.1k on 2, 44.0k with 2 worker
+  processes pipelined; Ant 4.6k, 7.3k, 7.9k. An earlier measurement without the policy, in which 2 threads
+  did no better than one on HalfCheetah, no longer holds);
 * so, to use every core, the copies are split into contiguous blocks owned by **worker processes**
   (``multiprocessing`` ``spawn``), which read actions from and write ``qpos``/``qvel``/positions/contact
   forces to shared memory; the driver sends one short command per step over a pipe;
