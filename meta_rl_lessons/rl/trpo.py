@@ -154,7 +154,7 @@ def cg_solve(
     The residual is kept up to date from the products themselves: with :math:`x = \sum_j \alpha_j p_j`,
     :math:`r = b - \sum_j \alpha_j A p_j = b - A x` by linearity alone (no conjugacy needed), so :math:`A x`
     comes for free. The trust-region step needs :math:`x^\top A x` for its length (eq. trpo-step), which
-    saves the one product after the solve that TRPO implementations usually make.
+    saves the one product after the solve that TRPO implementations often make.
 
     Args:
         matvec: ``v [n] -> A v [n]``.
@@ -164,7 +164,7 @@ def cg_solve(
         :class:`CGSolution` ``(x [n], Ax [n], products)``.
     """
     if iters <= 0:
-        raise ValueError(f"conjugate_gradient needs iters >= 1, got {iters}")
+        raise ValueError(f"conjugate gradient needs iters >= 1, got {iters}")
     x = torch.zeros_like(b)
     r = b.clone()  # residual b - A x
     p = b.clone()  # search direction
